@@ -1,0 +1,5 @@
+"""``python -m server``: run the server with settings from the environment."""
+
+from server.app import main
+
+main()

@@ -1,0 +1,198 @@
+"""The composition root: builds every part from Settings and owns their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import uuid
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auton8n.v1 import plugin_service_pb2 as pb
+from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+from server.api.interceptors import ErrorInterceptor
+from server.api.servicer import PluginServicer
+from server.events import EventHub
+from server.generators.describe import spec_from_description
+from server.generators.registry import GeneratorRegistry
+from server.generators.template import TemplateGenerator, expected_exports
+from server.jobs import JobService
+from server.logs import configure_logging
+from server.pipeline.pipeline import Pipeline
+from server.pipeline.sandbox import (
+    BubblewrapRunner,
+    CommandRunner,
+    SandboxLimits,
+    UnsandboxedRunner,
+    probe_sandbox,
+)
+from server.pipeline.toolchain import Toolchain
+from server.settings import Settings
+from server.store.engine import create_engine, create_schema
+from server.store.repository import Store
+from server.worker import Worker
+
+__all__ = ["App", "run"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PluginService"].full_name
+
+
+class App:
+    """One server process: gRPC server, store, worker. start() then stop(), once each."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.port = 0
+        self._engine: AsyncEngine | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._worker: Worker | None = None
+        self._jobs: JobService | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    async def _make_runner(self, limits: SandboxLimits, toolchain: Toolchain) -> CommandRunner | None:
+        usable, why = await probe_sandbox()
+        if usable:
+            return BubblewrapRunner(toolchain.root, limits)
+        if self.settings.allow_unsandboxed:
+            logger.warning("SANDBOX UNAVAILABLE ({}); running generated code UNSANDBOXED "
+                           "because AUTON8N_ALLOW_UNSANDBOXED is set", why)
+            return UnsandboxedRunner(toolchain.root, limits)
+        logger.error("sandbox unavailable ({}); jobs will stay QUEUED. Install bubblewrap, "
+                     "or set AUTON8N_ALLOW_UNSANDBOXED=true to accept the risk", why)
+        return None
+
+    async def start(self) -> int:
+        """Build everything, start serving; returns the bound gRPC port."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(s.resolved_database_url)
+        await create_schema(self._engine)
+        hub = EventHub()
+        store = Store(self._engine, on_events=hub.notify)
+
+        limits = SandboxLimits(
+            timeout_s=s.command_timeout_s,
+            output_limit_bytes=s.output_limit_bytes,
+            node_heap_mb=s.sandbox_node_heap_mb,
+            max_processes=s.sandbox_max_processes,
+            max_file_size_bytes=s.sandbox_max_file_bytes,
+        )
+        toolchain = Toolchain(s.resolved_toolchain_dir)
+        runner = await self._make_runner(limits, toolchain)
+        generators = GeneratorRegistry()
+        generators.add_exact("template", lambda _model: TemplateGenerator())
+        pipeline = Pipeline(
+            runner=runner or UnsandboxedRunner(toolchain.root, limits),
+            toolchain=toolchain,
+            workspace_root=s.workspace_root,
+            limits=limits,
+            expected_exports=expected_exports,
+        )
+        self._worker = Worker(
+            store=store, hub=hub, pipeline=pipeline, generators=generators, settings=s,
+            owner=self.owner,
+        )
+        self._jobs = JobService(
+            store=store, hub=hub, generators=generators, settings=s,
+            describe=spec_from_description, interrupt=self._worker.interrupt,
+        )
+
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", s.max_request_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_PluginServiceServicer_to_server(PluginServicer(self._jobs), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(s.listen_address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {s.listen_address}")
+        self._server = server
+        await server.start()
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await self._health.set("", serving)
+        await self._health.set(SERVICE_NAME, serving if runner else not_serving)
+        if runner is not None:
+            self._track(self._warm_toolchain(toolchain))
+            self._worker.start()
+        host = s.listen_address.rsplit(":", 1)[0]
+        logger.info("auton8n listening on {}:{} (data {})", host, self.port, s.data_dir)
+        return self.port
+
+    def _track(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _warm_toolchain(self, toolchain: Toolchain) -> None:
+        try:
+            path = await toolchain.ensure()
+            logger.info("toolchain ready at {}", path)
+        except Exception:
+            logger.exception("installing the plugin toolchain failed; jobs will retry it")
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown, in order: health off, stop claiming, end watch streams,
+        stop the server within the grace period, release leases. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        await self._health.enter_graceful_shutdown()
+        if self._worker is not None:
+            await self._worker.stop_claiming()
+        if self._jobs is not None:
+            self._jobs.drain()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._worker is not None:
+            await self._worker.shutdown(grace)
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._engine is not None:
+            await self._engine.dispose()
+        logger.info("auton8n stopped")
+
+
+async def run(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    configure_logging(settings.log_level, settings.log_format)
+    app = App(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        port = await app.start()
+        host = settings.listen_address.rsplit(":", 1)[0]
+        # One stable line on stdout: scripts and tests read the bound port from it.
+        print(f"auton8n listening on {host}:{port}", flush=True)
+        await stop.wait()
+        logger.info("signal received; shutting down")
+    finally:
+        await app.stop()
+
+
+def main() -> None:
+    asyncio.run(run(Settings.from_env(os.environ)))
+    sys.exit(0)

@@ -1,0 +1,173 @@
+"""Typed settings from ``AUTON8N_*`` environment variables (plus command-line overrides).
+
+Nothing here reads the environment at import time: ``Settings.from_env`` is called once
+by the composition root (or the CLI) with the mapping to read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_CLAUDE_MODEL", "Settings", "SettingsError"]
+
+# A current Claude model (not in the SDK's deprecation table); opaque to the service.
+DEFAULT_CLAUDE_MODEL = "claude-sonnet-5-5"
+ENV_PREFIX = "AUTON8N_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server. Field name ``x_y`` is read from ``AUTON8N_X_Y``."""
+
+    data_dir: Path = Path("./data")
+    # Empty means SQLite (WAL) at <data_dir>/auton8n.db.
+    database_url: str = ""
+    listen_address: str = "127.0.0.1:50051"
+    metrics_address: str = "127.0.0.1:9464"
+    # Default generator/model for jobs that name none: "template" (offline) or a model id.
+    # Empty: a Claude model when ANTHROPIC_API_KEY is set, else "template".
+    model: str = ""
+    log_level: str = "INFO"
+    log_format: str = "auto"  # "json", "text" or "auto" (text on a terminal)
+
+    # Jobs.
+    max_concurrent_jobs: int = 2  # pipelines running at once in this replica
+    default_max_iterations: int = 5
+    max_iterations_limit: int = 20
+    job_timeout_s: float = 1800.0
+    command_timeout_s: float = 300.0
+    output_limit_bytes: int = 1_000_000
+    # Leases: a worker renews its job's lease every heartbeat; an expired lease lets
+    # another worker (or this one after a restart) take the job over.
+    lease_timeout_s: float = 30.0
+    heartbeat_interval_s: float = 5.0
+    max_attempts: int = 3
+    claim_poll_interval_s: float = 1.0
+
+    # Streams and shutdown.
+    watch_heartbeat_s: float = 10.0
+    watch_poll_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+
+    # Sandbox: generated code runs under bubblewrap; without it the worker refuses to
+    # run jobs unless this is true (loud warning).
+    allow_unsandboxed: bool = False
+    # Shared npm toolchain cache; empty means <data_dir>/toolchain.
+    toolchain_dir: str = ""
+    sandbox_node_heap_mb: int = 512
+    sandbox_max_processes: int = 256
+    sandbox_max_file_bytes: int = 100_000_000
+
+    # Request limits.
+    max_request_bytes: int = 1_000_000
+    max_spec_components: int = 50
+    max_description_chars: int = 4000
+    max_struct_depth: int = 8
+
+    # Model providers (standard variable names, not prefixed).
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_base_url: str = ""
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'auton8n.db'}"
+
+    @property
+    def resolved_toolchain_dir(self) -> Path:
+        return Path(self.toolchain_dir) if self.toolchain_dir else self.data_dir / "toolchain"
+
+    @property
+    def workspace_root(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    @property
+    def default_model(self) -> str:
+        if self.model:
+            return self.model
+        return DEFAULT_CLAUDE_MODEL if self.anthropic_api_key else "template"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Read ``AUTON8N_<FIELD>`` for every field, then apply ``overrides`` (CLI flags).
+
+        Raises SettingsError naming the variable for a value of the wrong type.
+        """
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name.startswith("anthropic_"):
+                raw = environ.get(f.name.upper())
+            else:
+                raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw, ENV_PREFIX + f.name.upper())
+        for name, raw in (overrides or {}).items():
+            if raw is None:
+                continue
+            f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+            if f is None:
+                raise SettingsError(f"unknown setting {name!r}")
+            values[name] = _parse(f, raw, f"--{name.replace('_', '-')}") if isinstance(
+                raw, str
+            ) else raw
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field sanity checks."""
+        positive = (
+            "max_concurrent_jobs",
+            "default_max_iterations",
+            "max_iterations_limit",
+            "job_timeout_s",
+            "command_timeout_s",
+            "output_limit_bytes",
+            "lease_timeout_s",
+            "heartbeat_interval_s",
+            "max_attempts",
+            "watch_heartbeat_s",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if self.heartbeat_interval_s >= self.lease_timeout_s:
+            raise SettingsError(
+                f"{ENV_PREFIX}HEARTBEAT_INTERVAL_S must be shorter than {ENV_PREFIX}LEASE_TIMEOUT_S"
+            )
+        if self.default_max_iterations > self.max_iterations_limit:
+            raise SettingsError(
+                f"{ENV_PREFIX}DEFAULT_MAX_ITERATIONS exceeds {ENV_PREFIX}MAX_ITERATIONS_LIMIT"
+            )
+        if self.log_format not in ("json", "text", "auto"):
+            raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be json, text or auto")
+
+
+def _parse(f: dataclasses.Field[Any], raw: str, where: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{where}: cannot use {raw!r} as {kind}") from exc
+    return raw

@@ -1,0 +1,76 @@
+"""Shared fixtures: real servers on 127.0.0.1:0, a shared toolchain cache, real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.app import App
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+# One toolchain install (npm ci, ~30 s) shared by every test and by `make demo`.
+TOOLCHAIN_DIR = Path(os.environ.get("AUTON8N_TOOLCHAIN_DIR") or ROOT / "data" / "toolchain")
+
+
+def load_spec(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text())
+    return data
+
+
+def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "listen_address": "127.0.0.1:0",
+        "toolchain_dir": str(TOOLCHAIN_DIR),
+        "claim_poll_interval_s": 0.2,
+        "watch_poll_interval_s": 0.5,
+        "shutdown_grace_s": 2.0,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+AppFactory = Callable[..., Awaitable["App"]]
+
+
+@pytest.fixture
+async def make_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
+    """Start real servers (settings overrides as keyword arguments); all stopped after."""
+    from server.app import App
+
+    apps: list[App] = []
+
+    async def factory(**overrides: Any) -> App:
+        app = App(test_settings(tmp_path, **overrides))
+        await app.start()
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        await app.stop(grace_s=1.0)
+
+
+@pytest.fixture
+async def app(make_app: AppFactory) -> "App":
+    return await make_app()
+
+
+@pytest.fixture
+async def stub(app: "App") -> AsyncIterator[pb_grpc.PluginServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        yield pb_grpc.PluginServiceStub(channel)

@@ -1,0 +1,52 @@
+"""A server in a subprocess (``python -m server``) for restart and crash tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from tests.conftest import TOOLCHAIN_DIR
+
+LISTENING = re.compile(r"auton8n listening on ([\d.]+):(\d+)")
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.env = {
+            **os.environ,
+            "AUTON8N_DATA_DIR": str(data_dir),
+            "AUTON8N_LISTEN_ADDRESS": "127.0.0.1:0",
+            "AUTON8N_TOOLCHAIN_DIR": str(TOOLCHAIN_DIR),
+            "AUTON8N_CLAIM_POLL_INTERVAL_S": "0.2",
+            "AUTON8N_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 60) -> ServerProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        match = LISTENING.search(line.decode())
+        assert match, f"server did not start: {line!r}"
+        self.port = int(match.group(2))
+        return self
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
