@@ -21,9 +21,8 @@ from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from server.api.interceptors import ErrorInterceptor
 from server.api.servicer import PluginServicer
 from server.events import EventHub
-from server.generators.describe import spec_from_description
-from server.generators.registry import GeneratorRegistry
-from server.generators.template import TemplateGenerator, expected_exports
+from server.generators.setup import build_describer, build_registry
+from server.generators.template import expected_exports
 from server.jobs import JobService
 from server.logs import configure_logging
 from server.pipeline.pipeline import Pipeline
@@ -90,8 +89,7 @@ class App:
         )
         toolchain = Toolchain(s.resolved_toolchain_dir)
         runner = await self._make_runner(limits, toolchain)
-        generators = GeneratorRegistry()
-        generators.add_exact("template", lambda _model: TemplateGenerator())
+        generators = build_registry(s)
         pipeline = Pipeline(
             runner=runner or UnsandboxedRunner(toolchain.root, limits),
             toolchain=toolchain,
@@ -105,7 +103,7 @@ class App:
         )
         self._jobs = JobService(
             store=store, hub=hub, generators=generators, settings=s,
-            describe=spec_from_description, interrupt=self._worker.interrupt,
+            describe=build_describer(s), interrupt=self._worker.interrupt,
         )
 
         server = grpc.aio.server(

@@ -8,7 +8,7 @@ import binascii
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,7 +66,7 @@ class JobService:
         hub: EventHub,
         generators: GeneratorRegistry,
         settings: Settings,
-        describe: Callable[[str], PluginSpec],
+        describe: Callable[[str], Awaitable[PluginSpec]],
         interrupt: Callable[[str, str], bool],
     ) -> None:
         self._store = store
@@ -110,7 +110,7 @@ class JobService:
         if spec is not None:
             violations += validate_spec(spec, self._limits)
         elif request.description is not None and not violations:
-            spec = self._describe(request.description)
+            spec = await self._describe(request.description)
             violations += validate_spec(spec, self._limits, prefix="description(derived spec)")
         if violations or spec is None:
             raise InvalidArgument("the request is invalid", violations)

@@ -191,10 +191,17 @@ async def _execute(
     as_user: tuple[int, int] | None = None,
 ) -> CommandResult:
     started = time.monotonic()
-    # user/group are applied by _posixsubprocess in the child: no preexec_fn involved.
     identity: dict[str, Any] = {}
     if as_user is not None:
-        identity = {"user": as_user[0], "group": as_user[1], "extra_groups": []}
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            # Switch users in the exec'd program, not in the forked child: with user=/group=
+            # Python must fork() instead of vfork(), and a fork() of this multi-threaded
+            # gRPC process runs gRPC's fork handlers (seen to hang and crash children).
+            argv = [setpriv, f"--reuid={as_user[0]}", f"--regid={as_user[1]}",
+                    "--clear-groups", "--", *argv]
+        else:
+            identity = {"user": as_user[0], "group": as_user[1], "extra_groups": []}
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

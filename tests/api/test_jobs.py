@@ -48,7 +48,7 @@ async def test_time_spec_runs_to_a_downloadable_plugin(stub: pb_grpc.PluginServi
 
     final = await stub.GetJob(pb.GetJobRequest(job_id=job.id))
     assert final.state == pb.JOB_STATE_SUCCEEDED
-    assert final.iteration == 1 and final.test_results.failed == 0
+    assert final.iteration == 1 and final.test_results.failed == 0, final.errors
     assert final.test_results.passed > 0 and final.last_event_seq == last.seq
     data, digest = await download(stub, job.id)
     assert hashlib.sha256(data).hexdigest() == digest == final.artifact.sha256

@@ -9,13 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.conftest import TOOLCHAIN_DIR
+from tests.conftest import TOOLCHAIN_DIR, open_to_sandbox
 
 LISTENING = re.compile(r"auton8n listening on ([\d.]+):(\d+)")
 
 
 class ServerProcess:
     def __init__(self, data_dir: Path, **env: str) -> None:
+        open_to_sandbox(data_dir.parent)
         self.data_dir = data_dir
         self.env = {
             **os.environ,

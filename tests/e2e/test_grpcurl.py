@@ -60,7 +60,8 @@ async def test_grpcurl_operator_workflow(app: App) -> None:
     # grpcurl prints one JSON object per message, separated by blank lines.
     events = [json.loads(chunk) for chunk in re.split(r"\n(?=\{)", stream.strip())]
     assert "snapshot" in events[0]
-    assert events[-1]["stateChanged"]["toState"] == "JOB_STATE_SUCCEEDED"
+    # grpcurl prints proto field names (state_changed, to_state).
+    assert events[-1]["state_changed"]["to_state"] == "JOB_STATE_SUCCEEDED"
     listed = json.loads(
         await grpcurl(target, "auton8n.v1.PluginService/ListJobs", data='{"pageSize": 5}')
     )
