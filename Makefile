@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 export AUTON8N_TOOLCHAIN_DIR ?= $(abspath $(TOOLCHAIN_DIR))
 
-.PHONY: help setup system-deps toolchain demo serve test check lint typecheck protos bench clean
+.PHONY: help setup system-deps toolchain demo serve test check lint typecheck protos bench clean ops-check
 
 help:
 	@echo "make demo    set up, start a server, generate the example plugin, download it"
@@ -63,6 +63,12 @@ lint: check
 
 protos: setup
 	$(PY) scripts/genprotos.py
+
+# Dockerfile lint and k8s overlays rendered + validated (no Docker engine needed).
+ops-check: setup
+	$(VENV)/bin/hadolint Dockerfile
+	for o in single ha; do $(VENV)/bin/kubectl kustomize k8s/overlays/$$o >/dev/null || exit 1; done
+	$(PY) -m pytest tests/ops
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) plugin-out .pytest_cache .mypy_cache .ruff_cache

@@ -19,12 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from server.api.interceptors import ErrorInterceptor
+from server.api.metrics_interceptor import MetricsInterceptor
 from server.api.servicer import PluginServicer
+from server.domain.states import JobState
 from server.events import EventHub
 from server.generators.setup import build_describer, build_registry
 from server.generators.template import expected_exports
 from server.jobs import JobService
 from server.logs import configure_logging
+from server.metrics import Metrics
+from server.metrics_http import MetricsHttpServer, grpc_health_check
 from server.pipeline.pipeline import Pipeline
 from server.pipeline.sandbox import (
     BubblewrapRunner,
@@ -57,6 +61,9 @@ class App:
         self._worker: Worker | None = None
         self._jobs: JobService | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.metrics = Metrics()  # this server's own registry, never the global one
+        self._metrics_http: MetricsHttpServer | None = None
+        self.metrics_port = 0
         self._stopped = False
 
     async def _make_runner(self, limits: SandboxLimits, toolchain: Toolchain) -> CommandRunner | None:
@@ -99,15 +106,19 @@ class App:
         )
         self._worker = Worker(
             store=store, hub=hub, pipeline=pipeline, generators=generators, settings=s,
-            owner=self.owner,
+            owner=self.owner, metrics=self.metrics,
         )
         self._jobs = JobService(
             store=store, hub=hub, generators=generators, settings=s,
             describe=build_describer(s), interrupt=self._worker.interrupt,
+            metrics=self.metrics,
         )
+        worker = self._worker
+        self.metrics.set_active_jobs_source(lambda: worker.active_jobs)
 
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            # Metrics outermost: it records the status every inner interceptor produced.
+            interceptors=[MetricsInterceptor(self.metrics), ErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", s.max_request_bytes),
                 ("grpc.so_reuseport", 0),
@@ -128,6 +139,15 @@ class App:
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         await self._health.set("", serving)
         await self._health.set(SERVICE_NAME, serving if runner else not_serving)
+
+        async def refresh() -> None:
+            self.metrics.set_queued_jobs(await store.count_jobs(JobState.QUEUED))
+
+        self._metrics_http = MetricsHttpServer(
+            self.metrics.registry, s.metrics_address,
+            health=grpc_health_check(self._health, SERVICE_NAME), refresh=refresh,
+        )
+        self.metrics_port = await self._metrics_http.start()
         if runner is not None:
             self._track(self._warm_toolchain(toolchain))
             self._worker.start()
@@ -167,6 +187,8 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._metrics_http is not None:
+            await self._metrics_http.stop()  # last, so scrapes see the drain
         if self._engine is not None:
             await self._engine.dispose()
         logger.info("auton8n stopped")

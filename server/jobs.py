@@ -27,6 +27,7 @@ from server.domain.validation import (
 from server.errors import InvalidArgument, Unavailable
 from server.events import EventHub
 from server.generators.registry import GeneratorRegistry, UnknownModel
+from server.metrics import Metrics
 from server.settings import Settings
 from server.store.repository import Store
 
@@ -68,6 +69,7 @@ class JobService:
         settings: Settings,
         describe: Callable[[str], Awaitable[PluginSpec]],
         interrupt: Callable[[str, str], bool],
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._hub = hub
@@ -75,6 +77,7 @@ class JobService:
         self._settings = settings
         self._describe = describe  # description -> spec (offline heuristic or model)
         self._interrupt = interrupt  # stops a job's task in this replica
+        self._metrics = metrics
         self._limits = ValidationLimits(
             max_components=settings.max_spec_components,
             max_description_chars=settings.max_description_chars,
@@ -129,6 +132,7 @@ class JobService:
         )
         job, created = await self._store.create_job(job)
         if created:
+            self._metrics.job_created()
             logger.bind(job_id=job.id).info("job created for {}", spec.name)
             self._hub.wake_worker()
         return job
@@ -162,6 +166,7 @@ class JobService:
     async def cancel(self, job_id: str, *, tenant: str | None) -> Job:
         """CANCELLED for good, and the job's processes killed if it runs here."""
         job = await self._store.cancel_job(_check_id(job_id), tenant, "cancelled by client")
+        self._metrics.job_finished_from(job)
         self._interrupt(job.id, "cancel")
         logger.bind(job_id=job.id).info("job cancelled")
         return job

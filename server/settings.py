@@ -75,6 +75,36 @@ class Settings:
     # Model providers (standard variable names, not prefixed).
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
+    # OpenAI-compatible endpoint (GPT, Gemini's compatible endpoint, vLLM, Ollama) for
+    # models named "openai:<model>". Either one enables it; a local server needs no key.
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = ""
+
+    # Model generators.
+    # Output token limit of one model call; an answer cut off there is continued (see
+    # model_max_continuations), never used truncated.
+    max_output_tokens: int = 16000
+    # Follow-up calls within one iteration after an answer hit max_output_tokens; when
+    # they are spent the iteration fails with a diagnostic the next iteration sees.
+    model_max_continuations: int = 2
+    # Seconds one model HTTP request may take.
+    model_request_timeout_s: float = 600.0
+    # Transient failures (429, 529, 5xx, timeouts, connection errors) retried per job,
+    # over all of the job's model calls; then the job fails with MODEL_UNAVAILABLE.
+    model_retry_budget: int = 6
+    # Jittered exponential backoff: first wait and cap (seconds); a server's retry-after
+    # is honoured up to model_max_retry_after_s.
+    model_retry_initial_s: float = 1.0
+    model_retry_max_s: float = 30.0
+    model_max_retry_after_s: float = 120.0
+    # Consecutive failed model requests after which the provider counts as degraded
+    # (health and metrics) until one succeeds.
+    model_degraded_after: int = 3
+    # Price overrides, USD per million tokens, by model-id prefix (longest wins):
+    # "prefix=input/output[/cache_write/cache_read];...", e.g. "claude-sonnet-=3/15".
+    model_prices: str = ""
+    # The model's review verdict (0-100) below which an iteration fails and repairs.
+    review_score_threshold: int = 70
 
     @property
     def resolved_database_url(self) -> str:

@@ -25,6 +25,7 @@ from server.domain.states import JobState, Phase
 from server.events import EventHub
 from server.generators.base import Generator, GeneratorError
 from server.generators.registry import GeneratorRegistry
+from server.metrics import Metrics, PhaseTimer
 from server.pipeline.pipeline import PipelineOutcome
 from server.pipeline.reporter import JobReporter
 from server.settings import Settings
@@ -66,13 +67,15 @@ class _Running:
 class StoreReporter:
     """JobReporter writing through the store, fenced by the run's lease token."""
 
-    def __init__(self, store: Store, job_id: str, token: str) -> None:
+    def __init__(self, store: Store, job_id: str, token: str, phases: PhaseTimer) -> None:
         self._store = store
+        self._phases = phases
         self._job_id = job_id
         self._token = token
         self._progress = 0
 
     async def phase(self, phase: Phase, *, iteration: int, progress: int, message: str = "") -> None:
+        self._phases.enter(phase)
         # Progress never moves backwards, even when a repair iteration starts over.
         self._progress = max(self._progress, min(100, max(0, progress)))
         detail: dict[str, object] = {"phase": phase.value, "iteration": iteration}
@@ -90,6 +93,7 @@ class StoreReporter:
         await self._store.update(self._job_id, self._token, {}, EventKind.LOG, {"message": message})
 
     async def iteration_finished(self, record: IterationRecord) -> None:
+        self._phases.stop()
         await self._store.save_iteration(self._job_id, self._token, record)
 
 
@@ -108,6 +112,7 @@ class Worker:
         generators: GeneratorRegistry,
         settings: Settings,
         owner: str,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._hub = hub
@@ -115,6 +120,7 @@ class Worker:
         self._generators = generators
         self._settings = settings
         self._owner = owner
+        self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.max_concurrent_jobs)
         self._running: dict[str, _Running] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -207,8 +213,9 @@ class Worker:
         log = logger.bind(job_id=job.id)
         log.info("job claimed (attempt {})", job.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(job.id, token), name=f"lease-{job.id}")
+        phases = PhaseTimer(self._metrics)
         try:
-            outcome = await self._run_pipeline(claim)
+            outcome = await self._run_pipeline(claim, phases)
             await self._finish(job, token, outcome)
             log.info("job finished: {}", "succeeded" if outcome.succeeded else "failed")
         except TimeoutError:
@@ -235,17 +242,18 @@ class Worker:
             log.exception("job crashed")
             await self._fail(job, token, "INTERNAL", "INTERNAL", f"internal error: {exc!r}")
         finally:
+            phases.stop()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    async def _run_pipeline(self, claim: Claim) -> PipelineOutcome:
+    async def _run_pipeline(self, claim: Claim, phases: PhaseTimer) -> PipelineOutcome:
         job = claim.job
         generator = self._generators.resolve(job.model)
         resume = await self._store.last_iteration(job.id) if claim.resumed else None
         if resume is not None and resume.passed:
             resume = None  # the whole pipeline must run again to package it
-        reporter = StoreReporter(self._store, job.id, claim.token)
+        reporter = StoreReporter(self._store, job.id, claim.token, phases)
         if resume is not None:
             await reporter.log(f"resuming after iteration {resume.iteration}")
         async with asyncio.timeout(self._settings.job_timeout_s):
@@ -268,12 +276,13 @@ class Worker:
         }
         if outcome.succeeded and outcome.artifact is not None:
             info = ArtifactInfo(artifact_filename(job.spec), len(outcome.artifact), outcome.sha256)
-            await self._store.finish(
+            finished = await self._store.finish(
                 job.id, token, JobState.SUCCEEDED,
                 changes={**changes, "progress": 100},
                 reason=f"passed every gate at iteration {outcome.iteration}",
                 artifact=(info, outcome.artifact),
             )
+            self._metrics.job_finished_from(finished)
             return
         reason = outcome.failure_reason or "ITERATIONS_EXHAUSTED"
         error = JobError(
@@ -281,14 +290,16 @@ class Worker:
             outcome.failure_message or "the plugin did not pass its checks",
             reason,
         )
-        await self._store.finish(
+        finished = await self._store.finish(
             job.id, token, JobState.FAILED, changes={**changes, "error": error},
             reason=error.message,
         )
+        self._metrics.job_finished_from(finished)
 
     async def _fail(self, job: Job, token: str, code: str, reason: str, message: str) -> None:
         with contextlib.suppress(LeaseLost):
-            await self._store.finish(
+            finished = await self._store.finish(
                 job.id, token, JobState.FAILED,
                 changes={"error": JobError(code, message, reason)}, reason=message,
             )
+            self._metrics.job_finished_from(finished)

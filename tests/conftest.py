@@ -42,6 +42,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "listen_address": "127.0.0.1:0",
+        "metrics_address": "127.0.0.1:0",
         "toolchain_dir": str(TOOLCHAIN_DIR),
         "claim_poll_interval_s": 0.2,
         "watch_poll_interval_s": 0.5,

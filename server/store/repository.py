@@ -261,6 +261,16 @@ class Store:
 
     # -- worker-facing (fenced by the lease token) ------------------------------------
 
+    async def count_jobs(self, state: JobState) -> int:
+        """How many jobs are in ``state`` (all tenants); for the queue-depth gauge."""
+        async with self._sessions() as session:
+            query = (
+                select(func.count())
+                .select_from(JobRow)
+                .where(JobRow.state == state.value)  # type: ignore[arg-type]
+            )
+            return int((await session.execute(query)).scalar_one())
+
     async def claim(self, *, owner: str, lease_s: float, max_attempts: int) -> Claim | None:
         """Take the oldest QUEUED job, or a RUNNING one whose lease expired.
 

@@ -22,12 +22,15 @@ class ServerProcess:
             **os.environ,
             "AUTON8N_DATA_DIR": str(data_dir),
             "AUTON8N_LISTEN_ADDRESS": "127.0.0.1:0",
+            "AUTON8N_METRICS_ADDRESS": "127.0.0.1:0",
             "AUTON8N_TOOLCHAIN_DIR": str(TOOLCHAIN_DIR),
             "AUTON8N_CLAIM_POLL_INTERVAL_S": "0.2",
-            "AUTON8N_LOG_LEVEL": "WARNING",
+            "AUTON8N_LOG_LEVEL": "INFO",
+            "AUTON8N_LOG_FORMAT": "text",
             **env,
         }
         self.proc: asyncio.subprocess.Process | None = None
+        self.logs: list[Path] = []
         self.port = 0
 
     @property
@@ -35,10 +38,15 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 60) -> ServerProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )
+        # The server's log goes next to its data folder, for post-mortems.
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir.parent / f"server-{id(self):x}-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("ab") as stderr:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "server", env=self.env,
+                stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         match = LISTENING.search(line.decode())

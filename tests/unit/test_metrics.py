@@ -353,6 +353,7 @@ def test_job_finished_from_a_terminal_job_and_phase_timer() -> None:
     timer = PhaseTimer(m, clock=lambda: next(ticks))
     timer.enter(Phase.GENERATING)
     timer.enter(Phase.BUILDING)  # GENERATING took 2 s
+    timer.enter(Phase.BUILDING)  # a progress update inside the phase: no new phase
     timer.stop()  # BUILDING took 5.5 s
     timer.stop()  # idempotent: nothing open
     s = scrape(m)
