@@ -189,7 +189,7 @@ def error_from_rpc(error: grpc.RpcError) -> ClientError:
     """
     code: grpc.StatusCode = error.code()
     message: str = error.details() or ""
-    trailers: Iterable[tuple[str, Any]] = error.trailing_metadata() or ()
+    trailers: Iterable[Any] = error.trailing_metadata() or ()
     details: list[Message] = []
     retry_after: timedelta | None = None
     for key, value in trailers:

@@ -9,15 +9,17 @@ import signal
 import socket
 import sys
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
+from auton8n.v1 import plugin_service_pb2 as pb
+from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auton8n.v1 import plugin_service_pb2 as pb
-from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from server.api.interceptors import ErrorInterceptor
 from server.api.metrics_interceptor import MetricsInterceptor
 from server.api.servicer import PluginServicer
@@ -66,16 +68,24 @@ class App:
         self.metrics_port = 0
         self._stopped = False
 
-    async def _make_runner(self, limits: SandboxLimits, toolchain: Toolchain) -> CommandRunner | None:
+    async def _make_runner(
+        self, limits: SandboxLimits, toolchain: Toolchain
+    ) -> CommandRunner | None:
         usable, why = await probe_sandbox()
         if usable:
             return BubblewrapRunner(toolchain.root, limits)
         if self.settings.allow_unsandboxed:
-            logger.warning("SANDBOX UNAVAILABLE ({}); running generated code UNSANDBOXED "
-                           "because AUTON8N_ALLOW_UNSANDBOXED is set", why)
+            logger.warning(
+                "SANDBOX UNAVAILABLE ({}); running generated code UNSANDBOXED "
+                "because AUTON8N_ALLOW_UNSANDBOXED is set",
+                why,
+            )
             return UnsandboxedRunner(toolchain.root, limits)
-        logger.error("sandbox unavailable ({}); jobs will stay QUEUED. Install bubblewrap, "
-                     "or set AUTON8N_ALLOW_UNSANDBOXED=true to accept the risk", why)
+        logger.error(
+            "sandbox unavailable ({}); jobs will stay QUEUED. Install bubblewrap, "
+            "or set AUTON8N_ALLOW_UNSANDBOXED=true to accept the risk",
+            why,
+        )
         return None
 
     async def start(self) -> int:
@@ -105,12 +115,21 @@ class App:
             expected_exports=expected_exports,
         )
         self._worker = Worker(
-            store=store, hub=hub, pipeline=pipeline, generators=generators, settings=s,
-            owner=self.owner, metrics=self.metrics,
+            store=store,
+            hub=hub,
+            pipeline=pipeline,
+            generators=generators,
+            settings=s,
+            owner=self.owner,
+            metrics=self.metrics,
         )
         self._jobs = JobService(
-            store=store, hub=hub, generators=generators, settings=s,
-            describe=build_describer(s), interrupt=self._worker.interrupt,
+            store=store,
+            hub=hub,
+            generators=generators,
+            settings=s,
+            describe=build_describer(s),
+            interrupt=self._worker.interrupt,
             metrics=self.metrics,
         )
         worker = self._worker
@@ -144,8 +163,10 @@ class App:
             self.metrics.set_queued_jobs(await store.count_jobs(JobState.QUEUED))
 
         self._metrics_http = MetricsHttpServer(
-            self.metrics.registry, s.metrics_address,
-            health=grpc_health_check(self._health, SERVICE_NAME), refresh=refresh,
+            self.metrics.registry,
+            s.metrics_address,
+            health=grpc_health_check(self._health, SERVICE_NAME),
+            refresh=refresh,
         )
         self.metrics_port = await self._metrics_http.start()
         if runner is not None:
@@ -155,8 +176,8 @@ class App:
         logger.info("auton8n listening on {}:{} (data {})", host, self.port, s.data_dir)
         return self.port
 
-    def _track(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -208,8 +208,9 @@ class JobService:
                     if event.kind == EventKind.STATE_CHANGED and event.job.state in TERMINAL_STATES:
                         return
                 if self._draining.is_set():
-                    raise Unavailable("server is shutting down; resume with after_seq",
-                                      reason="DRAINING")
+                    raise Unavailable(
+                        "server is shutting down; resume with after_seq", reason="DRAINING"
+                    )
                 until_heartbeat = self._settings.watch_heartbeat_s - (loop.time() - last_sent)
                 if until_heartbeat <= 0:
                     job = await self._store.get_job(job.id, tenant)  # NotFound once deleted
@@ -220,8 +221,9 @@ class JobService:
                 drained = asyncio.ensure_future(self._draining.wait())
                 woken = asyncio.ensure_future(wake.wait())
                 try:
-                    await asyncio.wait({drained, woken}, timeout=timeout,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {drained, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     for f in (drained, woken):
                         f.cancel()
@@ -232,7 +234,8 @@ class JobService:
 def _check_id(job_id: str) -> str:
     if not job_id or len(job_id) > 40 or not job_id.isalnum():
         raise InvalidArgument(
-            "job_id is malformed", [FieldViolation("job_id", "a job id as returned by CreatePlugin")]
+            "job_id is malformed",
+            [FieldViolation("job_id", "a job id as returned by CreatePlugin")],
         )
     return job_id
 

@@ -143,9 +143,10 @@ class Settings:
         for name, raw in (overrides or {}).items():
             if raw is None:
                 continue
-            f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
-            if f is None:
+            known = {f.name: f for f in dataclasses.fields(cls)}
+            if name not in known:
                 raise SettingsError(f"unknown setting {name!r}")
+            f = known[name]
             values[name] = _parse(f, raw, f"--{name.replace('_', '-')}") if isinstance(
                 raw, str
             ) else raw

@@ -74,7 +74,9 @@ class StoreReporter:
         self._token = token
         self._progress = 0
 
-    async def phase(self, phase: Phase, *, iteration: int, progress: int, message: str = "") -> None:
+    async def phase(
+        self, phase: Phase, *, iteration: int, progress: int, message: str = ""
+    ) -> None:
         self._phases.enter(phase)
         # Progress never moves backwards, even when a repair iteration starts over.
         self._progress = max(self._progress, min(100, max(0, progress)))
@@ -220,7 +222,10 @@ class Worker:
             log.info("job finished: {}", "succeeded" if outcome.succeeded else "failed")
         except TimeoutError:
             await self._fail(
-                job, token, "DEADLINE_EXCEEDED", "JOB_TIMEOUT",
+                job,
+                token,
+                "DEADLINE_EXCEEDED",
+                "JOB_TIMEOUT",
                 f"job exceeded its {self._settings.job_timeout_s:.0f} s timeout",
             )
         except GeneratorError as exc:
@@ -277,7 +282,9 @@ class Worker:
         if outcome.succeeded and outcome.artifact is not None:
             info = ArtifactInfo(artifact_filename(job.spec), len(outcome.artifact), outcome.sha256)
             finished = await self._store.finish(
-                job.id, token, JobState.SUCCEEDED,
+                job.id,
+                token,
+                JobState.SUCCEEDED,
                 changes={**changes, "progress": 100},
                 reason=f"passed every gate at iteration {outcome.iteration}",
                 artifact=(info, outcome.artifact),
@@ -291,7 +298,10 @@ class Worker:
             reason,
         )
         finished = await self._store.finish(
-            job.id, token, JobState.FAILED, changes={**changes, "error": error},
+            job.id,
+            token,
+            JobState.FAILED,
+            changes={**changes, "error": error},
             reason=error.message,
         )
         self._metrics.job_finished_from(finished)
@@ -299,7 +309,10 @@ class Worker:
     async def _fail(self, job: Job, token: str, code: str, reason: str, message: str) -> None:
         with contextlib.suppress(LeaseLost):
             finished = await self._store.finish(
-                job.id, token, JobState.FAILED,
-                changes={"error": JobError(code, message, reason)}, reason=message,
+                job.id,
+                token,
+                JobState.FAILED,
+                changes={"error": JobError(code, message, reason)},
+                reason=message,
             )
             self._metrics.job_finished_from(finished)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,11 +77,11 @@ async def make_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
 
 
 @pytest.fixture
-async def app(make_app: AppFactory) -> "App":
+async def app(make_app: AppFactory) -> App:
     return await make_app()
 
 
 @pytest.fixture
-async def stub(app: "App") -> AsyncIterator[pb_grpc.PluginServiceStub]:
+async def stub(app: App) -> AsyncIterator[pb_grpc.PluginServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         yield pb_grpc.PluginServiceStub(channel)

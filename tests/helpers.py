@@ -6,12 +6,11 @@ import asyncio
 from typing import Any
 
 import grpc
+from auton8n.v1 import plugin_service_pb2 as pb
+from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
-from auton8n.v1 import plugin_service_pb2 as pb
-from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 
 TERMINAL = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from auton8n.v1 import plugin_service_pb2 as pb
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
-from auton8n.v1 import plugin_service_pb2 as pb
 from server.domain.events import EventKind, JobEventRecord
 from server.domain.job import Job, JobError
 from server.domain.results import Diagnostic, TestResults
@@ -105,7 +105,10 @@ def test_results_to_proto(t: TestResults) -> pb.TestResults:
         skipped=t.skipped,
         cases=[
             pb.TestCase(
-                name=c.name, status=c.status, message=c.message, file=c.file,
+                name=c.name,
+                status=c.status,
+                message=c.message,
+                file=c.file,
                 duration_ms=c.duration_ms,
             )
             for c in t.cases
@@ -116,9 +119,7 @@ def test_results_to_proto(t: TestResults) -> pb.TestResults:
 def job_error_to_status(error: JobError) -> status_pb2.Status:
     code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN)
     status = status_pb2.Status(code=code.value[0], message=error.message)
-    status.details.add().Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
-    )
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
     return status
 
 
@@ -167,13 +168,13 @@ def job_to_proto(job: Job) -> pb.Job:
 
 
 def snapshot_to_proto(job: Job) -> pb.JobEvent:
-    return pb.JobEvent(seq=0, time=_timestamp(job.update_time), job=job_to_proto(job),
-                       snapshot=pb.Snapshot())
+    return pb.JobEvent(
+        seq=0, time=_timestamp(job.update_time), job=job_to_proto(job), snapshot=pb.Snapshot()
+    )
 
 
 def heartbeat_to_proto(job: Job, now: datetime) -> pb.JobEvent:
-    return pb.JobEvent(seq=0, time=_timestamp(now), job=job_to_proto(job),
-                       heartbeat=pb.Heartbeat())
+    return pb.JobEvent(seq=0, time=_timestamp(now), job=job_to_proto(job), heartbeat=pb.Heartbeat())
 
 
 def event_to_proto(event: JobEventRecord) -> pb.JobEvent:

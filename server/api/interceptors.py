@@ -10,6 +10,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from loguru import logger
 
+from server.api.handlers import rewrap
 from server.errors import ERROR_DOMAIN, InvalidArgument, ServiceError
 
 __all__ = ["ErrorInterceptor", "status_for"]
@@ -21,7 +22,9 @@ def status_for(error: ServiceError) -> status_pb2.Status:
     """google.rpc.Status with ErrorInfo, plus BadRequest for invalid arguments."""
     status = status_pb2.Status(code=error.code.value[0], message=error.message)
     status.details.add().Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        )
     )
     if isinstance(error, InvalidArgument) and error.violations:
         status.details.add().Pack(
@@ -52,7 +55,9 @@ def _internal(method: str) -> ServiceError:
 def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(behavior):
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             try:
                 async for item in behavior(request, context):
                     yield item
@@ -81,25 +86,13 @@ def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
-            return handler
+            return None
         method = handler_call_details.method
-        kinds = {
-            "unary_unary": grpc.unary_unary_rpc_method_handler,
-            "unary_stream": grpc.unary_stream_rpc_method_handler,
-            "stream_unary": grpc.stream_unary_rpc_method_handler,
-            "stream_stream": grpc.stream_stream_rpc_method_handler,
-        }
-        for attr, make in kinds.items():
-            behavior = getattr(handler, attr)
-            if behavior is not None:
-                return make(  # type: ignore[no-any-return, operator]
-                    _wrap(method, behavior),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return rewrap(handler, lambda _kind, behavior: _wrap(method, behavior))

@@ -33,17 +33,12 @@ from typing import Any, TypeAlias
 import grpc
 from prometheus_client import Counter
 
+from server.api.handlers import rewrap
 from server.metrics import GrpcMethodMetrics, Metrics
 
 __all__ = ["MetricsInterceptor"]
 
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
-_KINDS: tuple[tuple[str, str, Callable[..., grpc.RpcMethodHandler[Any, Any]]], ...] = (
-    ("unary_unary", "unary", grpc.unary_unary_rpc_method_handler),
-    ("unary_stream", "server_stream", grpc.unary_stream_rpc_method_handler),
-    ("stream_unary", "client_stream", grpc.stream_unary_rpc_method_handler),
-    ("stream_stream", "bidi_stream", grpc.stream_stream_rpc_method_handler),
-)
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -171,13 +166,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unus
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        for attr, grpc_type, make in _KINDS:
-            behavior = getattr(handler, attr)
-            if behavior is not None:
-                m = self._metrics.grpc_method(grpc_type, handler_call_details.method)
-                return make(
-                    _wrap(behavior, m, request_streaming=handler.request_streaming),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        method, streaming = handler_call_details.method, handler.request_streaming
+        return rewrap(
+            handler,
+            lambda kind, behavior: _wrap(
+                behavior, self._metrics.grpc_method(kind, method), request_streaming=streaming
+            ),
+        )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
-
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+from google.protobuf import empty_pb2
+
 from server.api import convert
 from server.domain.job import utcnow
 from server.errors import FieldViolation, InvalidArgument
@@ -27,7 +26,7 @@ def tenant_of(context: Context) -> str | None:
     return ""
 
 
-class PluginServicer(pb_grpc.PluginServiceServicer):
+class PluginServicer(pb_grpc.PluginServiceServicer):  # type: ignore[misc]
     def __init__(self, jobs: JobService) -> None:
         self._jobs = jobs
 
@@ -53,8 +52,9 @@ class PluginServicer(pb_grpc.PluginServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.ListJobsResponse(jobs=[convert.job_to_proto(j) for j in jobs],
-                                   next_page_token=token)
+        return pb.ListJobsResponse(
+            jobs=[convert.job_to_proto(j) for j in jobs], next_page_token=token
+        )
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
         job = await self._jobs.cancel(request.job_id, tenant=tenant_of(context))
@@ -67,8 +67,9 @@ class PluginServicer(pb_grpc.PluginServiceServicer):
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: Context
     ) -> AsyncIterator[pb.JobEvent]:
-        items = self._jobs.watch(request.job_id, tenant=tenant_of(context),
-                                 after_seq=request.after_seq)
+        items = self._jobs.watch(
+            request.job_id, tenant=tenant_of(context), after_seq=request.after_seq
+        )
         async for item in items:
             if isinstance(item, Snapshot):
                 yield convert.snapshot_to_proto(item.job)
@@ -81,11 +82,10 @@ class PluginServicer(pb_grpc.PluginServiceServicer):
         self, request: pb.DownloadArtifactRequest, context: Context
     ) -> AsyncIterator[pb.ArtifactChunk]:
         info, data = await self._jobs.artifact(request.job_id, tenant=tenant_of(context))
-        digest = hashlib.sha256(data).hexdigest()
         for start in range(0, max(len(data), 1), CHUNK_BYTES):
             last = start + CHUNK_BYTES >= len(data)
             yield pb.ArtifactChunk(
                 data=data[start : start + CHUNK_BYTES],
-                sha256=digest if last else "",
+                sha256=info.sha256 if last else "",
                 total_size=len(data),
             )

@@ -129,9 +129,7 @@ class PluginSpec:
                 )
                 for e in items("evaluators", "evaluators")
             ),
-            dependencies={
-                str(k): str(v) for k, v in (data.get("dependencies") or {}).items()
-            },
+            dependencies={str(k): str(v) for k, v in (data.get("dependencies") or {}).items()},
             environment_variables=tuple(
                 EnvironmentVariable(
                     name=str(v.get("name", "")),

@@ -7,10 +7,13 @@ expects. Validation never stops at the first problem, so a client can fix all at
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.domain.spec import PluginSpec
+from server.domain.spec import ActionSpec, EvaluatorSpec, PluginSpec, ProviderSpec, ServiceSpec
+
+Component = ActionSpec | ProviderSpec | ServiceSpec | EvaluatorSpec
 
 __all__ = ["FieldViolation", "ValidationLimits", "validate_request_fields", "validate_spec"]
 
@@ -24,9 +27,11 @@ SEMVER = re.compile(
 )
 NPM_DEP_NAME = re.compile(r"^(?:@[a-z0-9][a-z0-9._-]{0,99}/)?[a-z0-9][a-z0-9._-]{0,113}$")
 # Registry version ranges only (no URLs, git, file: or aliases): ^1.2.3, ~1.2, 1.x, >=1 <2.
-NPM_RANGE = re.compile(r"^(?:[\^~]|[<>]=?|=)?[0-9xX*]+(?:\.[0-9xX*]+){0,2}(?:-[0-9A-Za-z.-]+)?"
-                       r"(?:\s*(?:\|\||\s)\s*(?:[\^~]|[<>]=?|=)?[0-9xX*]+(?:\.[0-9xX*]+){0,2}"
-                       r"(?:-[0-9A-Za-z.-]+)?)*$|^\*$|^latest$")
+NPM_RANGE = re.compile(
+    r"^(?:[\^~]|[<>]=?|=)?[0-9xX*]+(?:\.[0-9xX*]+){0,2}(?:-[0-9A-Za-z.-]+)?"
+    r"(?:\s*(?:\|\||\s)\s*(?:[\^~]|[<>]=?|=)?[0-9xX*]+(?:\.[0-9xX*]+){0,2}"
+    r"(?:-[0-9A-Za-z.-]+)?)*$|^\*$|^latest$"
+)
 MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Control characters other than tab and newline.
@@ -124,25 +129,22 @@ def validate_spec(
     if spec.version and not SEMVER.match(spec.version):
         out.append(FieldViolation(f"{p}.version", f"{spec.version[:40]!r} is not semver (1.2.3)"))
 
-    components = (
-        len(spec.actions) + len(spec.providers) + len(spec.services) + len(spec.evaluators)
-    )
+    components = len(spec.actions) + len(spec.providers) + len(spec.services) + len(spec.evaluators)
     if components == 0:
-        out.append(
-            FieldViolation(p, "needs at least one action, provider, service or evaluator")
-        )
+        out.append(FieldViolation(p, "needs at least one action, provider, service or evaluator"))
     if components > limits.max_components:
         out.append(
             FieldViolation(p, f"has {components} components; at most {limits.max_components}")
         )
         return out  # don't walk a huge list
 
-    for kind, items in (
+    named: tuple[tuple[str, Sequence[Component]], ...] = (
         ("actions", spec.actions),
         ("providers", spec.providers),
         ("services", spec.services),
         ("evaluators", spec.evaluators),
-    ):
+    )
+    for kind, items in named:
         seen: set[str] = set()
         for i, item in enumerate(items):
             base = f"{p}.{kind}[{i}]"
@@ -215,9 +217,7 @@ def validate_request_fields(
             FieldViolation("max_iterations", f"must be between 0 and {limits.max_iterations}")
         )
     if request_id and not REQUEST_ID.match(request_id):
-        out.append(
-            FieldViolation("request_id", "at most 128 of letters, digits and . _ : -")
-        )
+        out.append(FieldViolation("request_id", "at most 128 of letters, digits and . _ : -"))
     if description is not None:
         _text(out, "description", description, limits.max_description_chars, required=True)
         if description.strip() and len(description.split()) < limits.min_description_words:

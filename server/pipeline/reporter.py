@@ -11,7 +11,9 @@ __all__ = ["JobReporter"]
 
 
 class JobReporter(Protocol):
-    async def phase(self, phase: Phase, *, iteration: int, progress: int, message: str = "") -> None:
+    async def phase(
+        self, phase: Phase, *, iteration: int, progress: int, message: str = ""
+    ) -> None:
         """Record that the job entered ``phase`` (an event; progress is 0-100)."""
         ...
 

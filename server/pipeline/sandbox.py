@@ -198,8 +198,14 @@ async def _execute(
             # Switch users in the exec'd program, not in the forked child: with user=/group=
             # Python must fork() instead of vfork(), and a fork() of this multi-threaded
             # gRPC process runs gRPC's fork handlers (seen to hang and crash children).
-            argv = [setpriv, f"--reuid={as_user[0]}", f"--regid={as_user[1]}",
-                    "--clear-groups", "--", *argv]
+            argv = [
+                setpriv,
+                f"--reuid={as_user[0]}",
+                f"--regid={as_user[1]}",
+                "--clear-groups",
+                "--",
+                *argv,
+            ]
         else:
             identity = {"user": as_user[0], "group": as_user[1], "extra_groups": []}
     try:

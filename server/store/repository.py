@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from server.domain.events import EventKind, JobEventRecord
 from server.domain.job import ArtifactInfo, Job, JobError, utcnow
@@ -111,8 +112,8 @@ class Store:
             rows = (
                 await session.execute(
                     select(EventRow)
-                    .where(EventRow.job_id == job_id, EventRow.seq > after_seq)
-                    .order_by(EventRow.seq)  # type: ignore[arg-type]
+                    .where(col(EventRow.job_id) == job_id, col(EventRow.seq) > after_seq)
+                    .order_by(col(EventRow.seq))
                     .limit(limit)
                 )
             ).scalars()
@@ -163,7 +164,9 @@ class Store:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(JobRow).where(JobRow.tenant == tenant, JobRow.request_id == request_id)
+                    select(JobRow).where(
+                        col(JobRow.tenant) == tenant, col(JobRow.request_id) == request_id
+                    )
                 )
             ).scalar_one_or_none()
             return job_from_row(row) if row else None
@@ -184,10 +187,11 @@ class Store:
                     select(func.count())
                     .select_from(JobRow)
                     .where(
-                        JobRow.state == JobState.QUEUED.value,
+                        col(JobRow.state) == JobState.QUEUED.value,
                         or_(
-                            JobRow.create_time < row.create_time,  # type: ignore[arg-type]
-                            (JobRow.create_time == row.create_time) & (JobRow.id < row.id),  # type: ignore[arg-type]
+                            col(JobRow.create_time) < row.create_time,
+                            (col(JobRow.create_time) == row.create_time)
+                            & (col(JobRow.id) < row.id),
                         ),
                     )
                 )
@@ -205,18 +209,18 @@ class Store:
         """Newest first; ``after`` is the (create_time, id) of the last job already seen."""
         query = select(JobRow)
         if tenant is not None:
-            query = query.where(JobRow.tenant == tenant)
+            query = query.where(col(JobRow.tenant) == tenant)
         if state is not None:
-            query = query.where(JobRow.state == state.value)
+            query = query.where(col(JobRow.state) == state.value)
         if after is not None:
             t, i = after
             query = query.where(
                 or_(
-                    JobRow.create_time < t,  # type: ignore[arg-type]
-                    (JobRow.create_time == t) & (JobRow.id < i),  # type: ignore[arg-type]
+                    col(JobRow.create_time) < t,
+                    (col(JobRow.create_time) == t) & (col(JobRow.id) < i),
                 )
             )
-        query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(limit)  # type: ignore[attr-defined]
+        query = query.order_by(col(JobRow.create_time).desc(), col(JobRow.id).desc()).limit(limit)
         async with self._sessions() as session:
             return [job_from_row(r) for r in (await session.execute(query)).scalars()]
 
@@ -244,7 +248,7 @@ class Store:
                     reason="JOB_ACTIVE",
                 )
             for table in (EventRow, IterationRow, ArtifactRow):
-                await session.execute(delete(table).where(table.job_id == job_id))  # type: ignore[attr-defined]
+                await session.execute(delete(table).where(col(table.job_id) == job_id))
             await session.delete(row)
 
     async def get_artifact(self, job_id: str, tenant: str | None) -> tuple[ArtifactInfo, bytes]:
@@ -264,11 +268,7 @@ class Store:
     async def count_jobs(self, state: JobState) -> int:
         """How many jobs are in ``state`` (all tenants); for the queue-depth gauge."""
         async with self._sessions() as session:
-            query = (
-                select(func.count())
-                .select_from(JobRow)
-                .where(JobRow.state == state.value)  # type: ignore[arg-type]
-            )
+            query = select(func.count()).select_from(JobRow).where(col(JobRow.state) == state.value)
             return int((await session.execute(query)).scalar_one())
 
     async def claim(self, *, owner: str, lease_s: float, max_attempts: int) -> Claim | None:
@@ -284,12 +284,12 @@ class Store:
                         select(JobRow)
                         .where(
                             or_(
-                                JobRow.state == JobState.QUEUED.value,
-                                (JobRow.state == JobState.RUNNING.value)
-                                & (JobRow.lease_expires_at < now),  # type: ignore[operator]
+                                col(JobRow.state) == JobState.QUEUED.value,
+                                (col(JobRow.state) == JobState.RUNNING.value)
+                                & (col(JobRow.lease_expires_at) < now),
                             )
                         )
-                        .order_by(JobRow.create_time, JobRow.id)  # type: ignore[arg-type]
+                        .order_by(col(JobRow.create_time), col(JobRow.id))
                         .limit(1)
                         .with_for_update(skip_locked=True)
                     )
@@ -405,8 +405,8 @@ class Store:
             row = (
                 await session.execute(
                     select(IterationRow)
-                    .where(IterationRow.job_id == job_id)
-                    .order_by(IterationRow.iteration.desc())  # type: ignore[attr-defined]
+                    .where(col(IterationRow.job_id) == job_id)
+                    .order_by(col(IterationRow.iteration).desc())
                     .limit(1)
                 )
             ).scalar_one_or_none()

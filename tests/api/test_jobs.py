@@ -9,9 +9,9 @@ import tarfile
 
 import grpc
 import pytest
-
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+
 from server.app import App
 from tests.conftest import AppFactory, load_spec
 from tests.helpers import TERMINAL, create_request, error_details, wait_for_state, watch_to_end

@@ -7,10 +7,10 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from server.app import App
 from tests.conftest import load_spec
 from tests.helpers import create_request, error_details
@@ -56,42 +56,69 @@ CREATE_CASES: list[tuple[str, pb.CreatePluginRequest, str]] = [
     ("bad version", create_request(spec_with(version="1.0")), "spec.version"),
     ("version injection", create_request(spec_with(version="1.0.0; rm")), "spec.version"),
     ("no components", create_request(spec_with(actions=None, providers=None)), "spec"),
-    ("action name with space",
-     create_request(spec_with(actions=[action("get time")])), "spec.actions[0].name"),
-    ("action name traversal",
-     create_request(spec_with(actions=[action("../../x")])), "spec.actions[0].name"),
-    ("duplicate action",
-     create_request(spec_with(actions=[action("a"), action("A")])), "spec.actions[1].name"),
-    ("too many actions",
-     create_request(spec_with(actions=[action(f"a{i}") for i in range(60)])), "spec"),
-    ("deep parameters",
-     create_request(spec_with(actions=[action("deep", parameters=nested(12))])),
-     "spec.actions[0].parameters"),
-    ("bad parameter key",
-     create_request(spec_with(actions=[action("a", parameters={"x y": "string"})])),
-     "spec.actions[0].parameters"),
-    ("dependency url",
-     create_request(spec_with(dependencies={"left-pad": "git+https://x/y.git"})),
-     "spec.dependencies"),
-    ("dependency name", create_request(spec_with(dependencies={"../x": "^1.0.0"})),
-     "spec.dependencies"),
-    ("env name", create_request(spec_with(environmentVariables=[{"name": "lower-case"}])),
-     "spec.environment_variables[0].name"),
-    ("negative iterations", create_request(load_spec("time"), max_iterations=-1),
-     "max_iterations"),
-    ("too many iterations", create_request(load_spec("time"), max_iterations=1000),
-     "max_iterations"),
+    (
+        "action name with space",
+        create_request(spec_with(actions=[action("get time")])),
+        "spec.actions[0].name",
+    ),
+    (
+        "action name traversal",
+        create_request(spec_with(actions=[action("../../x")])),
+        "spec.actions[0].name",
+    ),
+    (
+        "duplicate action",
+        create_request(spec_with(actions=[action("a"), action("A")])),
+        "spec.actions[1].name",
+    ),
+    (
+        "too many actions",
+        create_request(spec_with(actions=[action(f"a{i}") for i in range(60)])),
+        "spec",
+    ),
+    (
+        "deep parameters",
+        create_request(spec_with(actions=[action("deep", parameters=nested(12))])),
+        "spec.actions[0].parameters",
+    ),
+    (
+        "bad parameter key",
+        create_request(spec_with(actions=[action("a", parameters={"x y": "string"})])),
+        "spec.actions[0].parameters",
+    ),
+    (
+        "dependency url",
+        create_request(spec_with(dependencies={"left-pad": "git+https://x/y.git"})),
+        "spec.dependencies",
+    ),
+    (
+        "dependency name",
+        create_request(spec_with(dependencies={"../x": "^1.0.0"})),
+        "spec.dependencies",
+    ),
+    (
+        "env name",
+        create_request(spec_with(environmentVariables=[{"name": "lower-case"}])),
+        "spec.environment_variables[0].name",
+    ),
+    ("negative iterations", create_request(load_spec("time"), max_iterations=-1), "max_iterations"),
+    (
+        "too many iterations",
+        create_request(load_spec("time"), max_iterations=1000),
+        "max_iterations",
+    ),
     ("bad model", create_request(load_spec("time"), model="$(curl x)"), "model"),
     ("unknown model", create_request(load_spec("time"), model="gpt-nonexistent"), "model"),
     ("bad request id", create_request(load_spec("time"), request_id="a b"), "request_id"),
     ("no source", pb.CreatePluginRequest(), "source"),
     ("short description", pb.CreatePluginRequest(description="hi"), "description"),
-    ("huge description source", pb.CreatePluginRequest(description="word " * 5000),
-     "description"),
+    ("huge description source", pb.CreatePluginRequest(description="word " * 5000), "description"),
 ]
 
 
-@pytest.mark.parametrize(("case", "request_", "field"), CREATE_CASES, ids=[c[0] for c in CREATE_CASES])
+@pytest.mark.parametrize(
+    ("case", "request_", "field"), CREATE_CASES, ids=[c[0] for c in CREATE_CASES]
+)
 async def test_bad_create_is_rejected_with_field_violations(
     stub: pb_grpc.PluginServiceStub, case: str, request_: pb.CreatePluginRequest, field: str
 ) -> None:
@@ -106,35 +133,90 @@ async def test_bad_create_is_rejected_with_field_violations(
 
 
 OTHER_CASES: list[tuple[str, str, Any, grpc.StatusCode, str]] = [
-    ("get unknown id", "GetJob", pb.GetJobRequest(job_id="0" * 32), grpc.StatusCode.NOT_FOUND,
-     "JOB_NOT_FOUND"),
-    ("get malformed id", "GetJob", pb.GetJobRequest(job_id="../etc/passwd"), INVALID,
-     "INVALID_ARGUMENT"),
+    (
+        "get unknown id",
+        "GetJob",
+        pb.GetJobRequest(job_id="0" * 32),
+        grpc.StatusCode.NOT_FOUND,
+        "JOB_NOT_FOUND",
+    ),
+    (
+        "get malformed id",
+        "GetJob",
+        pb.GetJobRequest(job_id="../etc/passwd"),
+        INVALID,
+        "INVALID_ARGUMENT",
+    ),
     ("get empty id", "GetJob", pb.GetJobRequest(job_id=""), INVALID, "INVALID_ARGUMENT"),
-    ("cancel unknown", "CancelJob", pb.CancelJobRequest(job_id="f" * 32),
-     grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND"),
-    ("delete unknown", "DeleteJob", pb.DeleteJobRequest(job_id="f" * 32),
-     grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND"),
-    ("download unknown", "DownloadArtifact", pb.DownloadArtifactRequest(job_id="a" * 32),
-     grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND"),
-    ("watch unknown", "WatchJob", pb.WatchJobRequest(job_id="b" * 32), grpc.StatusCode.NOT_FOUND,
-     "JOB_NOT_FOUND"),
-    ("malformed page token", "ListJobs", pb.ListJobsRequest(page_token="!!not-a-token"), INVALID,
-     "INVALID_PAGE_TOKEN"),
-    ("forged page token", "ListJobs", pb.ListJobsRequest(page_token="eyJ0IjogMX0"), INVALID,
-     "INVALID_PAGE_TOKEN"),
-    ("negative page size", "ListJobs", pb.ListJobsRequest(page_size=-5), INVALID,
-     "INVALID_ARGUMENT"),
-    ("unknown state filter", "ListJobs", pb.ListJobsRequest(state=99), INVALID,  # type: ignore[arg-type]
-     "INVALID_ARGUMENT"),
+    (
+        "cancel unknown",
+        "CancelJob",
+        pb.CancelJobRequest(job_id="f" * 32),
+        grpc.StatusCode.NOT_FOUND,
+        "JOB_NOT_FOUND",
+    ),
+    (
+        "delete unknown",
+        "DeleteJob",
+        pb.DeleteJobRequest(job_id="f" * 32),
+        grpc.StatusCode.NOT_FOUND,
+        "JOB_NOT_FOUND",
+    ),
+    (
+        "download unknown",
+        "DownloadArtifact",
+        pb.DownloadArtifactRequest(job_id="a" * 32),
+        grpc.StatusCode.NOT_FOUND,
+        "JOB_NOT_FOUND",
+    ),
+    (
+        "watch unknown",
+        "WatchJob",
+        pb.WatchJobRequest(job_id="b" * 32),
+        grpc.StatusCode.NOT_FOUND,
+        "JOB_NOT_FOUND",
+    ),
+    (
+        "malformed page token",
+        "ListJobs",
+        pb.ListJobsRequest(page_token="!!not-a-token"),
+        INVALID,
+        "INVALID_PAGE_TOKEN",
+    ),
+    (
+        "forged page token",
+        "ListJobs",
+        pb.ListJobsRequest(page_token="eyJ0IjogMX0"),
+        INVALID,
+        "INVALID_PAGE_TOKEN",
+    ),
+    (
+        "negative page size",
+        "ListJobs",
+        pb.ListJobsRequest(page_size=-5),
+        INVALID,
+        "INVALID_ARGUMENT",
+    ),
+    (
+        "unknown state filter",
+        "ListJobs",
+        pb.ListJobsRequest(state=99),
+        INVALID,  # type: ignore[arg-type]
+        "INVALID_ARGUMENT",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "method", "request_", "code", "reason"), OTHER_CASES,
-                         ids=[c[0] for c in OTHER_CASES])
+@pytest.mark.parametrize(
+    ("case", "method", "request_", "code", "reason"), OTHER_CASES, ids=[c[0] for c in OTHER_CASES]
+)
 async def test_bad_reads_get_the_right_code(
-    stub: pb_grpc.PluginServiceStub, case: str, method: str, request_: Any,
-    code: grpc.StatusCode, reason: str,
+    stub: pb_grpc.PluginServiceStub,
+    case: str,
+    method: str,
+    request_: Any,
+    code: grpc.StatusCode,
+    reason: str,
 ) -> None:
     call = getattr(stub, method)(request_)
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -44,8 +44,12 @@ class ServerProcess:
         self.logs.append(log)
         with log.open("ab") as stderr:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "server", env=self.env,
-                stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                sys.executable,
+                "-m",
+                "server",
+                env=self.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
             )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)

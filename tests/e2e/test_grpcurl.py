@@ -45,7 +45,10 @@ async def test_grpcurl_operator_workflow(app: App) -> None:
     services = (await grpcurl(target, "list")).split()
     assert "auton8n.v1.PluginService" in services and "grpc.health.v1.Health" in services
     described = await grpcurl(target, "describe", "auton8n.v1.PluginService")
-    assert "rpc WatchJob ( .auton8n.v1.WatchJobRequest ) returns ( stream .auton8n.v1.JobEvent )" in described
+    assert (
+        "rpc WatchJob ( .auton8n.v1.WatchJobRequest ) returns ( stream .auton8n.v1.JobEvent )"
+        in described
+    )
     health = json.loads(await grpcurl(target, "grpc.health.v1.Health/Check"))
     assert health == {"status": "SERVING"}
 
@@ -70,8 +73,14 @@ async def test_grpcurl_operator_workflow(app: App) -> None:
 
 async def test_grpcurl_shows_error_details(app: App) -> None:
     target = f"127.0.0.1:{app.port}"
-    argv = [str(GRPCURL), "-plaintext", "-d", '{"spec": {"name": "../../etc"}}', target,
-            "auton8n.v1.PluginService/CreatePlugin"]
+    argv = [
+        str(GRPCURL),
+        "-plaintext",
+        "-d",
+        '{"spec": {"name": "../../etc"}}',
+        target,
+        "auton8n.v1.PluginService/CreatePlugin",
+    ]
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+
 from tests.conftest import load_spec
 from tests.e2e.serverproc import ServerProcess
 from tests.helpers import TERMINAL, create_request, wait_for_state, watch_to_end

@@ -46,8 +46,13 @@ async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
 def new_job(clock: Clock, request_id: str = "", tenant: str = "") -> Job:
     now = clock()
     return Job(
-        id=uuid.uuid4().hex, spec=PluginSpec.from_json(load_spec("time")), state=JobState.QUEUED,
-        create_time=now, update_time=now, request_id=request_id, tenant=tenant,
+        id=uuid.uuid4().hex,
+        spec=PluginSpec.from_json(load_spec("time")),
+        state=JobState.QUEUED,
+        create_time=now,
+        update_time=now,
+        request_id=request_id,
+        tenant=tenant,
     )
 
 
@@ -73,12 +78,24 @@ async def test_event_seq_is_consecutive_and_snapshots_match(store: Store, clock:
     claim = await store.claim(owner="w", lease_s=30, max_attempts=3)
     assert claim is not None and claim.job.id == job.id and claim.job.state is JobState.RUNNING
     for phase in (Phase.SETUP, Phase.GENERATING, Phase.BUILDING):
-        await store.update(job.id, claim.token, {"phase": phase}, EventKind.PHASE_CHANGED,
-                           {"phase": phase.value, "iteration": 1})
-    await store.save_iteration(job.id, claim.token,
-                               IterationRecord(iteration=1, files={"a.ts": "x"}, passed=True))
-    await store.finish(job.id, claim.token, JobState.SUCCEEDED, changes={"progress": 100},
-                       reason="ok", artifact=(ArtifactInfo("p.tgz", 3, "abc"), b"abc"))
+        await store.update(
+            job.id,
+            claim.token,
+            {"phase": phase},
+            EventKind.PHASE_CHANGED,
+            {"phase": phase.value, "iteration": 1},
+        )
+    await store.save_iteration(
+        job.id, claim.token, IterationRecord(iteration=1, files={"a.ts": "x"}, passed=True)
+    )
+    await store.finish(
+        job.id,
+        claim.token,
+        JobState.SUCCEEDED,
+        changes={"progress": 100},
+        reason="ok",
+        artifact=(ArtifactInfo("p.tgz", 3, "abc"), b"abc"),
+    )
     events = await store.events_after(job.id, 0)
     assert [e.seq for e in events] == list(range(1, 8))
     assert [e.job.last_event_seq for e in events] == list(range(1, 8))
@@ -103,9 +120,7 @@ async def test_cancel_is_final_and_fences_the_worker(store: Store, clock: Clock)
     assert (await store.get_job(job.id)).state is JobState.CANCELLED
 
 
-async def test_expired_lease_is_taken_over_and_old_token_fenced(
-    store: Store, clock: Clock
-) -> None:
+async def test_expired_lease_is_taken_over_and_old_token_fenced(store: Store, clock: Clock) -> None:
     job, _ = await store.create_job(new_job(clock))
     first = await store.claim(owner="a", lease_s=1, max_attempts=3)
     assert first is not None

@@ -12,7 +12,9 @@ def names(description: str) -> list[str]:
 
 def test_clauses_become_actions() -> None:
     assert names("Add a task, list tasks and remove a task by id") == [
-        "addTask", "listTasks", "removeTask",
+        "addTask",
+        "listTasks",
+        "removeTask",
     ]
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
 from auton8n.v1 import plugin_service_pb2 as pb
+
 from server.api import convert
-from server.domain.states import TERMINAL_STATES, IllegalTransition, JobState, Phase, check_transition
+from server.domain.states import (
+    TERMINAL_STATES,
+    IllegalTransition,
+    JobState,
+    Phase,
+    check_transition,
+)
 
 
 def test_terminal_states_never_change() -> None:

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ("plugin_service_pb2.py", "plugin_service_pb2.pyi", "plugin_service_pb2_grpc.py")
 
@@ -29,6 +27,8 @@ def test_buf_lint_is_clean() -> None:
     if not buf.exists():
         npm = shutil.which("npm")
         assert npm, "npm is required"
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--silent"], cwd=ROOT, check=True
+        )
     result = subprocess.run([str(buf), "lint"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
