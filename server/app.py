@@ -41,7 +41,9 @@ from server.pipeline.sandbox import (
 )
 from server.pipeline.toolchain import Toolchain
 from server.settings import Settings
-from server.store.engine import create_engine, create_schema
+from server.store.engine import create_engine
+from server.store.listener import PgListener
+from server.store.migrate import migrate
 from server.store.repository import Store
 from server.worker import Worker
 
@@ -58,6 +60,7 @@ class App:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.port = 0
         self._engine: AsyncEngine | None = None
+        self._store: Store | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._worker: Worker | None = None
@@ -93,9 +96,16 @@ class App:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(s.resolved_database_url)
-        await create_schema(self._engine)
+        await migrate(self._engine)
         hub = EventHub()
-        store = Store(self._engine, on_events=hub.notify)
+        store = self._store = Store(self._engine, on_events=hub.notify)
+        if self._engine.dialect.name == "postgresql":
+            # Other replicas' events and new jobs: wake watchers and the claim loop.
+            def remote(job_id: str) -> None:
+                hub.notify(job_id)
+                hub.wake_worker()
+
+            self._track(PgListener(s.resolved_database_url, remote).run())
 
         limits = SandboxLimits(
             timeout_s=s.command_timeout_s,
@@ -210,6 +220,8 @@ class App:
                 await task
         if self._metrics_http is not None:
             await self._metrics_http.stop()  # last, so scrapes see the drain
+        if self._store is not None:
+            await self._store.close()
         if self._engine is not None:
             await self._engine.dispose()
         logger.info("auton8n stopped")

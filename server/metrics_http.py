@@ -117,7 +117,8 @@ class MetricsHttpServer:
         if task is not None:
             self._connections.add(task)
         try:
-            request = await asyncio.wait_for(self._read_request(reader), self._read_timeout_s)
+            async with asyncio.timeout(self._read_timeout_s):
+                request = await self._read_request(reader)
             if request is not None:
                 method, path = request
                 status, content_type, body = await self._respond(method, path)
@@ -157,7 +158,8 @@ class MetricsHttpServer:
 
     async def _serving(self) -> bool:
         try:
-            return await asyncio.wait_for(self._health(), self._health_timeout_s)
+            async with asyncio.timeout(self._health_timeout_s):
+                return await self._health()
         except TimeoutError:
             logger.warning("/healthz: no health answer within {} s", self._health_timeout_s)
         except Exception:
@@ -168,7 +170,8 @@ class MetricsHttpServer:
         if self._refresh is None:
             return
         try:
-            await asyncio.wait_for(self._refresh(), self._refresh_timeout_s)
+            async with asyncio.timeout(self._refresh_timeout_s):
+                await self._refresh()
         except TimeoutError:
             logger.warning(
                 "/metrics: refresh took over {} s; stale gauges", self._refresh_timeout_s

@@ -154,10 +154,11 @@ class Worker:
             if claim is None:
                 self._slots.release()
                 self._hub.work_available.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation
+                # that races the event (seen: shutdown waiting forever on this loop).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._hub.work_available.wait(), self._settings.claim_poll_interval_s
-                    )
+                    async with asyncio.timeout(self._settings.claim_poll_interval_s):
+                        await self._hub.work_available.wait()
                 continue
             self._spawn(claim)
 

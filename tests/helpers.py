@@ -58,7 +58,9 @@ async def wait_for_state(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        job = await stub.GetJob(pb.GetJobRequest(job_id=job_id))
+        # wait_for_ready: right after a restart the process-wide subchannel may still be
+        # in reconnect backoff from the old server; fail-fast would report it.
+        job = await stub.GetJob(pb.GetJobRequest(job_id=job_id), wait_for_ready=True)
         if job.state in states:
             return job
         if loop.time() > deadline:

@@ -70,6 +70,9 @@ export default defineConfig({
   test: {
     environment: "node",
     include: ["src/__tests__/**/*.test.ts"],
+    // Generous: checks run on shared, busy build machines.
+    testTimeout: 30000,
+    hookTimeout: 30000,
     env: {
       LOG_LEVEL: "error",
     },

@@ -95,7 +95,7 @@ class SandboxLimits:
     cpu_seconds: int = 300  # RLIMIT_CPU, per process
     node_heap_mb: int = 512  # V8 --max-old-space-size (RLIMIT_AS breaks vitest/tsc)
     tmp_size_bytes: int = 256 * 1024 * 1024  # the sandbox's /tmp (a tmpfs, i.e. memory)
-    kill_grace_s: float = 2.0  # between SIGTERM and SIGKILL
+    kill_grace_s: float = 0.5  # between SIGTERM and SIGKILL: build tools need no long goodbye
 
 
 class SandboxError(Exception):

@@ -437,6 +437,8 @@ export default defineConfig({
   test: {
     include: ["src/**/*.test.ts"],
     environment: "node",
+    testTimeout: 30000,
+    hookTimeout: 30000,
   },
 });
 """

@@ -9,9 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from server.store.tables import metadata
 
-__all__ = ["create_engine", "create_schema", "is_sqlite"]
+__all__ = ["create_engine", "is_sqlite"]
 
 
 def is_sqlite(url: str) -> bool:
@@ -45,9 +44,3 @@ def create_engine(url: str) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)

@@ -8,12 +8,14 @@ and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +30,41 @@ from server.errors import FailedPrecondition, NotFound
 from server.store.convert import apply_changes, job_from_row, row_from_job
 from server.store.tables import ArtifactRow, EventRow, IterationRow, JobRow
 
-__all__ = ["Claim", "LeaseLost", "Store"]
+__all__ = ["NOTIFY_CHANNEL", "Claim", "LeaseLost", "Store"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+NOTIFY_CHANNEL = "auton8n_events"  # payload: a job id whose log grew
+_CHANGED = "auton8n.changed_jobs"  # session.info key: job ids that got events
+
+
+def _shielded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run the call in its own task and shield it from the caller's cancellation.
+
+    A job task is cancelled to kill its processes, and a watch stream when its client
+    goes away, wherever they happen to wait. A database call cut off mid-flight makes
+    SQLAlchemy terminate the connection, which with aiosqlite can leave a close that never
+    finishes; letting the (short) call complete keeps connections sane. The caller
+    still sees its CancelledError at once; Store.close() waits for calls in flight.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        store = args[0]
+        assert isinstance(store, Store)
+        task = asyncio.ensure_future(method(*args, **kwargs))
+        store._inflight.add(task)
+        task.add_done_callback(_settle)
+        task.add_done_callback(store._inflight.discard)
+        return await asyncio.shield(task)
+
+    return wrapper
+
+
+def _settle(task: asyncio.Future[Any]) -> None:
+    # Mark the outcome retrieved: a caller that was cancelled no longer awaits it.
+    if not task.cancelled():
+        task.exception()
 
 
 class LeaseLost(Exception):
@@ -55,12 +91,33 @@ class Store:
         self._clock = clock
         # Called with a job id after a commit that appended events (wakes watchers).
         self._on_events = on_events or (lambda _job_id: None)
+        self._postgres = engine.dialect.name == "postgresql"
+        self._inflight: set[asyncio.Future[Any]] = set()
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) for database calls whose callers were cancelled."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout_s)
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
-            yield session
+        """One write transaction. Jobs that got events are announced after the commit:
+        in-process through ``on_events``, to other replicas through NOTIFY (PostgreSQL
+        delivers it at commit, so a listener never sees an uncommitted event)."""
+        async with self._sessions() as session:
+            async with session.begin():
+                yield session
+                changed: set[str] = session.info.pop(_CHANGED, set())
+                if changed and self._postgres:
+                    for job_id in sorted(changed):
+                        await session.execute(
+                            text("SELECT pg_notify(:channel, :job_id)"),
+                            {"channel": NOTIFY_CHANNEL, "job_id": job_id},
+                        )
+            for job_id in sorted(changed):
+                self._on_events(job_id)
 
+    @_shielded
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -71,6 +128,7 @@ class Store:
         self, session: AsyncSession, row: JobRow, kind: str, detail: dict[str, Any]
     ) -> None:
         now = self._clock()
+        session.info.setdefault(_CHANGED, set()).add(row.id)
         row.last_event_seq += 1
         row.update_time = now
         session.add(row)
@@ -105,6 +163,7 @@ class Store:
             {"from": current.value, "to": target.value, "reason": reason},
         )
 
+    @_shielded
     async def events_after(
         self, job_id: str, after_seq: int, limit: int = 500
     ) -> list[JobEventRecord]:
@@ -131,6 +190,7 @@ class Store:
 
     # -- client-facing ------------------------------------------------------------
 
+    @_shielded
     async def create_job(self, job: Job) -> tuple[Job, bool]:
         """Store a new QUEUED job with its first event; returns (job, created).
 
@@ -157,7 +217,6 @@ class Store:
             if existing is None:
                 raise
             return existing, False
-        self._on_events(job.id)
         return created, True
 
     async def _by_request_id(self, tenant: str, request_id: str) -> Job | None:
@@ -171,12 +230,17 @@ class Store:
             ).scalar_one_or_none()
             return job_from_row(row) if row else None
 
-    async def _row(self, session: AsyncSession, job_id: str, tenant: str | None) -> JobRow:
-        row = await session.get(JobRow, job_id)
+    async def _row(
+        self, session: AsyncSession, job_id: str, tenant: str | None, *, lock: bool = False
+    ) -> JobRow:
+        """The job's row (NotFound for another tenant); ``lock`` for a write (PostgreSQL
+        row lock, so concurrent writers append events one after the other)."""
+        row = await session.get(JobRow, job_id, with_for_update=lock)
         if row is None or (tenant is not None and row.tenant != tenant):
             raise NotFound(f"job {job_id!r} not found", reason="JOB_NOT_FOUND")
         return row
 
+    @_shielded
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job:
         """The job; NotFound if missing or owned by another tenant (None = any)."""
         async with self._sessions() as session:
@@ -198,6 +262,7 @@ class Store:
                 job = replace(job, queue_position=int(ahead or 0))
             return job
 
+    @_shielded
     async def list_jobs(
         self,
         *,
@@ -224,10 +289,11 @@ class Store:
         async with self._sessions() as session:
             return [job_from_row(r) for r in (await session.execute(query)).scalars()]
 
+    @_shielded
     async def cancel_job(self, job_id: str, tenant: str | None, reason: str) -> Job:
         """QUEUED/RUNNING -> CANCELLED for good; FailedPrecondition once finished."""
         async with self._tx() as session:
-            row = await self._row(session, job_id, tenant)
+            row = await self._row(session, job_id, tenant, lock=True)
             if JobState(row.state) in TERMINAL_STATES:
                 raise FailedPrecondition(
                     f"job {job_id} already finished as {row.state}", reason="JOB_FINISHED"
@@ -235,13 +301,13 @@ class Store:
             row.error = JobError("CANCELLED", reason, "CANCELLED_BY_CLIENT").to_json()
             self._set_state(session, row, JobState.CANCELLED, reason)
             job = job_from_row(row)
-        self._on_events(job_id)
         return job
 
+    @_shielded
     async def delete_job(self, job_id: str, tenant: str | None) -> None:
         """Remove a finished job with its events, iterations and artifact."""
         async with self._tx() as session:
-            row = await self._row(session, job_id, tenant)
+            row = await self._row(session, job_id, tenant, lock=True)
             if JobState(row.state) not in TERMINAL_STATES:
                 raise FailedPrecondition(
                     f"job {job_id} is {row.state}; cancel it before deleting",
@@ -251,6 +317,7 @@ class Store:
                 await session.execute(delete(table).where(col(table.job_id) == job_id))
             await session.delete(row)
 
+    @_shielded
     async def get_artifact(self, job_id: str, tenant: str | None) -> tuple[ArtifactInfo, bytes]:
         async with self._sessions() as session:
             row = await self._row(session, job_id, tenant)
@@ -265,12 +332,14 @@ class Store:
 
     # -- worker-facing (fenced by the lease token) ------------------------------------
 
+    @_shielded
     async def count_jobs(self, state: JobState) -> int:
         """How many jobs are in ``state`` (all tenants); for the queue-depth gauge."""
         async with self._sessions() as session:
             query = select(func.count()).select_from(JobRow).where(col(JobRow.state) == state.value)
             return int((await session.execute(query)).scalar_one())
 
+    @_shielded
     async def claim(self, *, owner: str, lease_s: float, max_attempts: int) -> Claim | None:
         """Take the oldest QUEUED job, or a RUNNING one whose lease expired.
 
@@ -314,21 +383,26 @@ class Store:
                         session,
                         row,
                         EventKind.LOG,
-                        {"message": f"previous worker lost its lease; attempt {row.attempt}"},
+                        {
+                            "message": f"previous worker lost its lease; attempt {row.attempt}"
+                            f" on {owner}"
+                        },
                     )
                 else:
-                    self._set_state(session, row, JobState.RUNNING, f"attempt {row.attempt}")
+                    self._set_state(
+                        session, row, JobState.RUNNING, f"attempt {row.attempt} on {owner}"
+                    )
                 claim = Claim(job_from_row(row), row.lease_token, resumed=row.attempt > 1)
                 break
-        self._on_events(claim.job.id)
         return claim
 
     async def _fenced(self, session: AsyncSession, job_id: str, token: str) -> JobRow:
-        row = await session.get(JobRow, job_id)
+        row = await session.get(JobRow, job_id, with_for_update=True)
         if row is None or row.lease_token != token or row.state != JobState.RUNNING.value:
             raise LeaseLost(job_id)
         return row
 
+    @_shielded
     async def renew(self, job_id: str, token: str, lease_s: float) -> None:
         """Extend the lease (no event); LeaseLost if it is gone."""
         async with self._tx() as session:
@@ -336,6 +410,7 @@ class Store:
             row.lease_expires_at = self._clock() + timedelta(seconds=lease_s)
             session.add(row)
 
+    @_shielded
     async def release(self, job_id: str, token: str, reason: str) -> None:
         """Give the job back (graceful shutdown): RUNNING -> QUEUED, attempt not counted."""
         async with self._tx() as session:
@@ -344,8 +419,8 @@ class Store:
             row.lease_owner = row.lease_token = None
             row.lease_expires_at = None
             self._set_state(session, row, JobState.QUEUED, reason)
-        self._on_events(job_id)
 
+    @_shielded
     async def update(
         self, job_id: str, token: str, changes: dict[str, Any], kind: str, detail: dict[str, Any]
     ) -> Job:
@@ -355,9 +430,9 @@ class Store:
             apply_changes(row, changes)
             self._append_event(session, row, kind, detail)
             job = job_from_row(row)
-        self._on_events(job_id)
         return job
 
+    @_shielded
     async def save_iteration(self, job_id: str, token: str, record: IterationRecord) -> Job:
         """Persist an iteration's sources and results, update the job, append its event."""
         async with self._tx() as session:
@@ -397,9 +472,9 @@ class Store:
                 },
             )
             job = job_from_row(row)
-        self._on_events(job_id)
         return job
 
+    @_shielded
     async def last_iteration(self, job_id: str) -> IterationRecord | None:
         async with self._sessions() as session:
             row = (
@@ -421,6 +496,7 @@ class Store:
                 passed=row.passed,
             )
 
+    @_shielded
     async def finish(
         self,
         job_id: str,
@@ -450,5 +526,4 @@ class Store:
             apply_changes(row, changes)
             self._set_state(session, row, state, reason)
             job = job_from_row(row)
-        self._on_events(job_id)
         return job

@@ -16,6 +16,7 @@ LISTENING = re.compile(r"auton8n listening on ([\d.]+):(\d+)")
 
 class ServerProcess:
     def __init__(self, data_dir: Path, **env: str) -> None:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
         open_to_sandbox(data_dir.parent)
         self.data_dir = data_dir
         self.env = {

@@ -16,7 +16,8 @@ from server.domain.results import IterationRecord
 from server.domain.spec import PluginSpec
 from server.domain.states import JobState, Phase
 from server.errors import FailedPrecondition, NotFound
-from server.store.engine import create_engine, create_schema
+from server.store.engine import create_engine
+from server.store.migrate import migrate
 from server.store.repository import LeaseLost, Store
 from tests.conftest import load_spec
 
@@ -36,9 +37,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    await create_schema(engine)
+async def store(database_url: str, clock: Clock) -> AsyncIterator[Store]:
+    engine = create_engine(database_url)
+    await migrate(engine)
     yield Store(engine, clock=clock)
     await engine.dispose()
 
