@@ -25,6 +25,7 @@ from server.api.metrics_interceptor import MetricsInterceptor
 from server.api.servicer import PluginServicer
 from server.domain.states import JobState
 from server.events import EventHub
+from server.generators.health import ModelHealth, ProviderStatus
 from server.generators.setup import build_describer, build_registry
 from server.generators.template import expected_exports
 from server.jobs import JobService
@@ -50,6 +51,7 @@ from server.worker import Worker
 __all__ = ["App", "run"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PluginService"].full_name
+MODEL_HEALTH_SERVICE = f"{SERVICE_NAME}.model"  # NOT_SERVING while a provider is degraded
 
 
 class App:
@@ -116,13 +118,15 @@ class App:
         )
         toolchain = Toolchain(s.resolved_toolchain_dir)
         runner = await self._make_runner(limits, toolchain)
-        generators = build_registry(s)
+        self.model_health = ModelHealth(s.model_degraded_after)
+        generators = build_registry(s, health=self.model_health, observer=self.metrics)
         pipeline = Pipeline(
             runner=runner or UnsandboxedRunner(toolchain.root, limits),
             toolchain=toolchain,
             workspace_root=s.workspace_root,
             limits=limits,
             expected_exports=expected_exports,
+            review_threshold=s.review_score_threshold,
         )
         self._worker = Worker(
             store=store,
@@ -138,7 +142,7 @@ class App:
             hub=hub,
             generators=generators,
             settings=s,
-            describe=build_describer(s),
+            describe=build_describer(s, health=self.model_health, observer=self.metrics),
             interrupt=self._worker.interrupt,
             metrics=self.metrics,
         )
@@ -168,6 +172,22 @@ class App:
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         await self._health.set("", serving)
         await self._health.set(SERVICE_NAME, serving if runner else not_serving)
+        # Model health is its own service name: a provider outage hits every replica
+        # alike and template jobs still work, so probes must not restart pods for it.
+        await self._health.set(MODEL_HEALTH_SERVICE, serving)
+
+        def model_health_changed(status: ProviderStatus) -> None:
+            if status.degraded:
+                logger.warning("model provider {} degraded: {}", status.provider, status.reason)
+            else:
+                logger.info("model provider {} recovered", status.provider)
+            self.metrics.set_model_degraded(status.provider, status.degraded)
+            degraded = self.model_health.degraded
+            self._track(
+                self._health.set(MODEL_HEALTH_SERVICE, not_serving if degraded else serving)
+            )
+
+        self.model_health.subscribe(model_health_changed)
 
         async def refresh() -> None:
             self.metrics.set_queued_jobs(await store.count_jobs(JobState.QUEUED))

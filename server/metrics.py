@@ -47,6 +47,7 @@ ITERATION_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0)
 
 # model_request(outcome): answered, provider error, key rejected, timed out, 429, unusable
 # answer (e.g. failed structured-output validation).
+MODEL_PROVIDERS = frozenset({"anthropic", "openai"})
 MODEL_OUTCOMES = frozenset({"ok", "error", "auth_error", "timeout", "rate_limited", "invalid"})
 TOKEN_KINDS = frozenset({"input", "output", "cache_read", "cache_write"})
 # sandbox_killed(reason): command timeout, job cancelled, server shutdown, output or
@@ -179,6 +180,17 @@ class Metrics:
         self._model_tokens = Counter(
             "auton8n_model_tokens_total", "Model tokens billed, by kind.", ("kind",), registry=r
         )
+        self._model_cost = Counter(
+            "auton8n_model_cost_usd_total",
+            "Estimated model cost of finished jobs, in US dollars.",
+            registry=r,
+        )
+        self._model_degraded = Gauge(
+            "auton8n_model_degraded",
+            "1 while a model provider counts as degraded (consecutive failed requests).",
+            ("provider",),
+            registry=r,
+        )
         self._rate_limited = Counter(
             "auton8n_rate_limited_total",
             "Requests refused with RESOURCE_EXHAUSTED by the rate limiter, by gRPC method.",
@@ -208,6 +220,8 @@ class Metrics:
             self._model_requests.labels(outcome)
         for kind in sorted(TOKEN_KINDS):
             self._model_tokens.labels(kind)
+        for provider in sorted(MODEL_PROVIDERS):
+            self._model_degraded.labels(provider)
         for reason in sorted(KILL_REASONS):
             self._sandbox_kills.labels(reason)
 
@@ -272,6 +286,14 @@ class Metrics:
         """``n`` tokens of ``kind`` (input, output, cache_read, cache_write) were used."""
         if n > 0:
             self._model_tokens.labels(_bounded(kind, TOKEN_KINDS)).inc(n)
+
+    def model_cost(self, usd: float) -> None:
+        """A job finished having cost ``usd`` (estimated) in model calls."""
+        if usd > 0:
+            self._model_cost.inc(usd)
+
+    def set_model_degraded(self, provider: str, degraded: bool) -> None:
+        self._model_degraded.labels(_bounded(provider, MODEL_PROVIDERS)).set(int(degraded))
 
     # Rate limiting and sandbox.
 

@@ -72,7 +72,7 @@ class Settings:
     max_description_chars: int = 4000
     max_struct_depth: int = 8
 
-    # Model providers (standard variable names, not prefixed).
+    # Model providers (standard variable names, not prefixed: ANTHROPIC_*, OPENAI_*).
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
     # OpenAI-compatible endpoint (GPT, Gemini's compatible endpoint, vLLM, Ollama) for
@@ -134,7 +134,7 @@ class Settings:
         """
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name.startswith("anthropic_"):
+            if f.name.startswith(("anthropic_", "openai_")):  # the SDKs' standard names
                 raw = environ.get(f.name.upper())
             else:
                 raw = environ.get(ENV_PREFIX + f.name.upper())

@@ -55,6 +55,8 @@ _FAILURE_CODES = {
     "MODEL_KEY_MISSING": "FAILED_PRECONDITION",
     "MODEL_KEY_REJECTED": "FAILED_PRECONDITION",
     "MODEL_UNAVAILABLE": "UNAVAILABLE",
+    "MODEL_NOT_FOUND": "INVALID_ARGUMENT",
+    "MODEL_REQUEST_REJECTED": "FAILED_PRECONDITION",  # prompt too long, billing, ...
 }
 
 
@@ -280,6 +282,7 @@ class Worker:
             "validation_score": outcome.validation_score,
             "usage": outcome.usage,
         }
+        self._metrics.model_cost(outcome.usage.cost_usd)
         if outcome.succeeded and outcome.artifact is not None:
             info = ArtifactInfo(artifact_filename(job.spec), len(outcome.artifact), outcome.sha256)
             finished = await self._store.finish(

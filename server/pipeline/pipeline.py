@@ -11,7 +11,10 @@ the tools' entry points directly:
   d.ts generation would repeat the compiler's work: measured 2.7 s vs 0.6 s).
 - LINTING: ``biome check --write`` (safe fixes and formatting applied; what remains fails).
 - TESTING: ``vitest run`` with the JSON reporter.
-- VALIDATING: ``validate_static`` (expected exports, no stubs).
+- VALIDATING: ``validate_static`` (expected exports, no stubs); then, when everything
+  else passed and the generator is a ``Reviewer``, its review: a score below
+  ``review_threshold`` fails the iteration with the review's issues as diagnostics (an
+  unusable review - cut off or malformed - is logged and the static result stands).
 
 A failing type check skips only the build; lint, tests and validation still run so the
 next iteration gets every problem at once (a model call costs far more than ~2 s of
@@ -37,6 +40,7 @@ from server.domain.results import Diagnostic, IterationRecord, TestResults, Toke
 from server.domain.spec import PluginSpec
 from server.domain.states import Phase
 from server.generators.base import GenerationRequest, Generator, GeneratorError
+from server.generators.review import NotedResult, Reviewer, review_diagnostics
 from server.pipeline import checks
 from server.pipeline.packaging import build_artifact
 from server.pipeline.reporter import JobReporter
@@ -56,6 +60,7 @@ _T = TypeVar("_T")
 REPORT_DIR = ".auton8n"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_DIAGNOSTICS_PER_STEP = 30
+DEFAULT_REVIEW_THRESHOLD = 70
 _SETUP_END = 5  # progress after SETUP; iterations share 5..95, PACKAGING 95..100
 # Where each phase starts inside one iteration's progress slice.
 _PHASE_OFFSET = {
@@ -97,6 +102,7 @@ class _Checked:
     test_results: TestResults | None = None
     score: int = 0
     timings: list[str] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)  # of the review, if any
 
 
 def package_policy(spec: PluginSpec, toolchain: Toolchain) -> PackagePolicy:
@@ -138,9 +144,11 @@ class Pipeline:
         expected_exports: Callable[[PluginSpec], dict[str, str]],
         install_runner: CommandRunner | None = None,
         workspace_limits: WorkspaceLimits | None = None,
+        review_threshold: int = DEFAULT_REVIEW_THRESHOLD,
     ) -> None:
         """``runner`` runs generated code (the sandbox); ``install_runner`` runs npm for
-        the spec's extra dependencies (default: a HostRunner, network, scrubbed env)."""
+        the spec's extra dependencies (default: a HostRunner, network, scrubbed env);
+        ``review_threshold`` is the lowest passing review score (0-100)."""
         self.runner = runner
         self.toolchain = toolchain
         self.workspace_root = workspace_root
@@ -148,6 +156,7 @@ class Pipeline:
         self.expected_exports = expected_exports
         self.install_runner = install_runner or HostRunner(limits)
         self.workspace_limits = workspace_limits or WorkspaceLimits()
+        self.review_threshold = review_threshold
 
     async def run(
         self,
@@ -223,11 +232,12 @@ class _Run:
             request = GenerationRequest(self.spec, iteration, current, self.diagnostics)
             result = await self.generator.generate(request)
             self.usage += result.usage
+            notes = result.notes if isinstance(result, NotedResult) else ()
             written = await self.workspace.write_files(result.files, result.deleted)
             self.checked = checked = await self.check(tools)
             self.diagnostics = tuple(
                 dataclasses.replace(d, iteration=iteration)
-                for d in [*_write_diagnostics(written), *checked.diagnostics]
+                for d in [*notes, *_write_diagnostics(written), *checked.diagnostics]
             )
             record = IterationRecord(
                 iteration=iteration,
@@ -236,7 +246,7 @@ class _Run:
                 test_results=checked.test_results,
                 validation_score=checked.score,
                 passed=checked.passed,
-                usage=result.usage,
+                usage=result.usage + checked.usage,
             )
             await self.reporter.iteration_finished(record)
             if checked.passed:
@@ -344,12 +354,34 @@ class _Run:
         static, out.score = checks.validate_static(self.spec, files, self.p.expected_exports)
         out.passed = out.passed and not static
         out.diagnostics.extend(_capped(static))
+        if out.passed and isinstance(self.generator, Reviewer):
+            await self.review(self.generator, out, files)
         summary = f"{results.passed} passed, {results.failed} failed" if results else "no report"
         await self.reporter.log(
             f"iteration {self.iteration} checks: {', '.join(out.timings)}; tests {summary}; "
             f"validation {out.score}"
         )
         return out
+
+    async def review(self, reviewer: Reviewer, out: _Checked, files: dict[str, str]) -> None:
+        """Ask the generator's review; a score below the threshold fails the iteration."""
+        await self.enter(Phase.VALIDATING, "review")
+        review = await reviewer.review(self.spec, files)
+        out.usage = review.usage
+        self.usage += review.usage
+        threshold = self.p.review_threshold
+        if not review.usable:
+            await self.reporter.log(f"review: {review.note}; the static validation stands")
+            return
+        out.score = review.score
+        verdict = "passed" if review.score >= threshold else "failed"
+        await self.reporter.log(
+            f"review {verdict}: score {review.score} (threshold {threshold}), "
+            f"{len(review.issues)} issue(s), production ready: {review.production_ready}"
+        )
+        if review.score < threshold:
+            out.passed = False
+            out.diagnostics.extend(review_diagnostics(review, threshold))
 
 
 def _capped(found: Sequence[Diagnostic]) -> list[Diagnostic]:
