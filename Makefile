@@ -20,6 +20,7 @@ help:
 	@echo "make serve   run the server in the foreground (AUTON8N_* settings apply)"
 	@echo "make check   lint + format check + type check"
 	@echo "make protos  regenerate protos/auton8n/v1/*_pb2*.py"
+	@echo "make bench   run the benchmarks (see BENCHMARKS.md)"
 
 # System packages: bubblewrap (the sandbox), node/npm (the plugin toolchain).
 system-deps:
@@ -54,6 +55,12 @@ demo: toolchain
 test: toolchain
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (loopback only, bounded); results in bench/results/, tables in BENCHMARKS.md.
+bench: toolchain
+	$(PY) -m bench.pipeline_bench
+	$(PY) -m bench.durability_bench
+	$(PY) -m bench.prompt_sizes
+
 check: setup
 	$(VENV)/bin/ruff check server client tests scripts bench
 	$(VENV)/bin/ruff format --check server client tests scripts bench
@@ -65,7 +72,13 @@ protos: setup
 	$(PY) scripts/genprotos.py
 
 # Dockerfile lint and k8s overlays rendered + validated (no Docker engine needed).
-ops-check: setup
+ops-# Benchmarks (loopback only, bounded); results in bench/results/, tables in BENCHMARKS.md.
+bench: toolchain
+	$(PY) -m bench.pipeline_bench
+	$(PY) -m bench.durability_bench
+	$(PY) -m bench.prompt_sizes
+
+check: setup
 	$(VENV)/bin/hadolint Dockerfile
 	for o in single ha; do $(VENV)/bin/kubectl kustomize k8s/overlays/$$o >/dev/null || exit 1; done
 	$(PY) -m pytest tests/ops

@@ -39,6 +39,13 @@ class GeneratorRegistry:
         known = sorted(self._exact) + [p + "*" for p in sorted(self._prefixes)]
         raise UnknownModel(f"no generator for model {model!r}; available: {', '.join(known)}")
 
+    def chain(self, fallback: GeneratorRegistry) -> GeneratorRegistry:
+        """A registry that tries this one's names first, then ``fallback``'s."""
+        merged = GeneratorRegistry()
+        merged._exact = {**fallback._exact, **self._exact}
+        merged._prefixes = {**self._prefixes, **fallback._prefixes}
+        return merged
+
     def check(self, model: str) -> None:
         """Raise UnknownModel unless some generator serves ``model``."""
         self._factory(model)
