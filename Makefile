@@ -72,13 +72,7 @@ protos: setup
 	$(PY) scripts/genprotos.py
 
 # Dockerfile lint and k8s overlays rendered + validated (no Docker engine needed).
-ops-# Benchmarks (loopback only, bounded); results in bench/results/, tables in BENCHMARKS.md.
-bench: toolchain
-	$(PY) -m bench.pipeline_bench
-	$(PY) -m bench.durability_bench
-	$(PY) -m bench.prompt_sizes
-
-check: setup
+ops-check: setup
 	$(VENV)/bin/hadolint Dockerfile
 	for o in single ha; do $(VENV)/bin/kubectl kustomize k8s/overlays/$$o >/dev/null || exit 1; done
 	$(PY) -m pytest tests/ops
