@@ -26,6 +26,7 @@ from server.api.servicer import PluginServicer
 from server.domain.states import JobState
 from server.events import EventHub
 from server.generators.health import ModelHealth, ProviderStatus
+from server.generators.registry import GeneratorRegistry
 from server.generators.setup import build_describer, build_registry
 from server.generators.template import expected_exports
 from server.jobs import JobService
@@ -57,8 +58,11 @@ MODEL_HEALTH_SERVICE = f"{SERVICE_NAME}.model"  # NOT_SERVING while a provider i
 class App:
     """One server process: gRPC server, store, worker. start() then stop(), once each."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, generators: GeneratorRegistry | None = None) -> None:
+        """``generators``: extra generators by model name, consulted before the built-in
+        ones (a seam for tests and embedders)."""
         self.settings = settings
+        self._extra_generators = generators
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.port = 0
         self._engine: AsyncEngine | None = None
@@ -120,6 +124,8 @@ class App:
         runner = await self._make_runner(limits, toolchain)
         self.model_health = ModelHealth(s.model_degraded_after)
         generators = build_registry(s, health=self.model_health, observer=self.metrics)
+        if self._extra_generators is not None:
+            generators = self._extra_generators.chain(generators)
         pipeline = Pipeline(
             runner=runner or UnsandboxedRunner(toolchain.root, limits),
             toolchain=toolchain,

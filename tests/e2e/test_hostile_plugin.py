@@ -17,14 +17,14 @@ Whatever the plugin claims, the host checks for itself: no escape file exists, t
 listener saw no connection, the secret appears nowhere in what the job reports, no
 process is left, and the host (and the next sandbox) still starts processes.
 
-Two paths: the pipeline with a fake reporter (always), and the real gRPC server with the
-generator registered under a model name (needs ``App(settings, generators=...)``).
+Two paths: the pipeline with a fake reporter, and the real gRPC server with the generator
+registered under a model name (``App(settings, generators=...)``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import functools
 import json
 import os
 import shutil
@@ -46,7 +46,7 @@ from server.domain.results import IterationRecord
 from server.domain.spec import PluginSpec
 from server.domain.states import Phase
 from server.generators.base import GenerationRequest, GenerationResult
-from server.generators.setup import build_registry
+from server.generators.registry import GeneratorRegistry
 from server.generators.template import expected_exports, render_plugin
 from server.pipeline.pipeline import Pipeline
 from server.pipeline.sandbox import BubblewrapRunner, SandboxLimits
@@ -312,6 +312,11 @@ describe("hostile", () => {
     return prelude + body
 
 
+def hostile_generator(tests: str, model: str) -> HostileGenerator:
+    """A registry factory: the hostile generator named after the job's model."""
+    return HostileGenerator(tests, model)
+
+
 class HostileGenerator:
     """The template's plugin plus the hostile test file, on every iteration."""
 
@@ -543,8 +548,6 @@ async def test_hostile_plugin_through_the_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both variants as two concurrent jobs of one real server, generator injected."""
-    if "generators" not in inspect.signature(App).parameters:
-        pytest.skip("needs App(settings, generators=registry) to inject a generator")
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)  # the server's environment holds it
     settings = test_settings(
         tmp_path,
@@ -555,13 +558,13 @@ async def test_hostile_plugin_through_the_server(
     root = settings.workspace_root
     defended, defended_listener = await open_traps(traps_factory, root, toolchain.node_modules)
     attacker, attacker_listener = await open_traps(traps_factory, root, toolchain.node_modules)
-    registry = build_registry(settings)
+    registry = GeneratorRegistry()  # consulted before the server's own generators
     tests = {
         "hostile-defended": hostile_test_file(defended, attacker=False),
         "hostile-attacker": hostile_test_file(attacker, attacker=True),
     }
     for model, text in tests.items():
-        registry.add_exact(model, lambda name, text=text: HostileGenerator(text, name))
+        registry.add_exact(model, functools.partial(hostile_generator, text))
     app = App(settings, generators=registry)
     await app.start()
     started = time.monotonic()
