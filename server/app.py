@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.api.interceptors import ErrorInterceptor
 from server.api.metrics_interceptor import MetricsInterceptor
+from server.api.ratelimit import RateLimitInterceptor, RateLimits
 from server.api.servicer import PluginServicer
+from server.auth.buckets import Buckets, MemoryBuckets, SqlBuckets
+from server.auth.interceptor import AuthInterceptor
+from server.auth.mode import auth_required
+from server.auth.tls import server_credentials
+from server.auth.tokens import TokenStore
 from server.domain.states import JobState
 from server.events import EventHub
 from server.generators.health import ModelHealth, ProviderStatus
@@ -71,6 +77,10 @@ class App:
         self._health = health.aio.HealthServicer()
         self._worker: Worker | None = None
         self._jobs: JobService | None = None
+        self.tokens: TokenStore | None = None  # API tokens (tests and tools use it too)
+        self._sql_buckets: SqlBuckets | None = None
+        self.rate_limiter: RateLimitInterceptor | None = None
+        self.auth_required = False
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = Metrics()  # this server's own registry, never the global one
         self._metrics_http: MetricsHttpServer | None = None
@@ -105,10 +115,14 @@ class App:
         await migrate(self._engine)
         hub = EventHub()
         store = self._store = Store(self._engine, on_events=hub.notify)
+        tokens = self.tokens = TokenStore(self._engine, cache_s=s.auth_cache_s)
         if self._engine.dialect.name == "postgresql":
             # Other replicas' events and new jobs: wake watchers and the claim loop.
-            def remote(job_id: str) -> None:
-                hub.notify(job_id)
+            # Token revocations: forget the cached check at once.
+            def remote(payload: str) -> None:
+                if tokens.on_notify(payload):
+                    return
+                hub.notify(payload)
                 hub.wake_worker()
 
             self._track(PgListener(s.resolved_database_url, remote).run())
@@ -157,7 +171,13 @@ class App:
 
         server = grpc.aio.server(
             # Metrics outermost: it records the status every inner interceptor produced.
-            interceptors=[MetricsInterceptor(self.metrics), ErrorInterceptor()],
+            # Auth before the limiter (buckets are keyed by the caller's token).
+            interceptors=[
+                MetricsInterceptor(self.metrics),
+                self._auth(),
+                self._rate_limiter(),
+                ErrorInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", s.max_request_bytes),
                 ("grpc.so_reuseport", 0),
@@ -168,7 +188,11 @@ class App:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(s.listen_address)
+        credentials = server_credentials(s)
+        if credentials is None:
+            self.port = server.add_insecure_port(s.listen_address)
+        else:
+            self.port = server.add_secure_port(s.listen_address, credentials)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {s.listen_address}")
         self._server = server
@@ -209,8 +233,39 @@ class App:
             self._track(self._warm_toolchain(toolchain))
             self._worker.start()
         host = s.listen_address.rsplit(":", 1)[0]
-        logger.info("auton8n listening on {}:{} (data {})", host, self.port, s.data_dir)
+        tls = "plaintext"
+        if credentials is not None:
+            tls = "mutual TLS" if s.tls_require_client_cert else "TLS"
+        logger.info(
+            "auton8n listening on {}:{} ({}, auth {}; data {})",
+            host,
+            self.port,
+            tls,
+            "required" if self.auth_required else "off",
+            s.data_dir,
+        )
         return self.port
+
+    @property
+    def jobs(self) -> JobService:
+        """The job service (after start)."""
+        assert self._jobs is not None, "App.start() first"
+        return self._jobs
+
+    def _auth(self) -> AuthInterceptor:
+        self.auth_required = auth_required(self.settings)  # warns when off off-loopback
+        return AuthInterceptor(self.tokens, required=self.auth_required)
+
+    def _rate_limiter(self) -> RateLimitInterceptor:
+        # PostgreSQL: buckets shared by every replica. SQLite (one replica): in process,
+        # which also keeps SQLite's single write lock off every read.
+        assert self._engine is not None
+        buckets: Buckets = MemoryBuckets()
+        if self._engine.dialect.name == "postgresql":
+            buckets = self._sql_buckets = SqlBuckets(self._engine)
+        limits = RateLimits.from_settings(self.settings)
+        self.rate_limiter = RateLimitInterceptor(limits, buckets, self.metrics)
+        return self.rate_limiter
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -246,8 +301,9 @@ class App:
                 await task
         if self._metrics_http is not None:
             await self._metrics_http.stop()  # last, so scrapes see the drain
-        if self._store is not None:
-            await self._store.close()
+        for closing in (self._store, self.tokens, self._sql_buckets):
+            if closing is not None:
+                await closing.close()
         if self._engine is not None:
             await self._engine.dispose()
         logger.info("auton8n stopped")

@@ -5,14 +5,20 @@
     ├── NotFound             NOT_FOUND
     ├── AlreadyExists        ALREADY_EXISTS
     ├── FailedPrecondition   FAILED_PRECONDITION
+    ├── Unauthenticated      UNAUTHENTICATED   (missing, unknown or revoked API token)
+    ├── ResourceExhausted    RESOURCE_EXHAUSTED (+ RetryInfo, QuotaFailure; retry trailers)
     ├── Unavailable          UNAVAILABLE
     └── Internal             INTERNAL
 
-One interceptor (server/api/interceptors.py) turns them into google.rpc.Status with an
-ErrorInfo (domain "auton8n.dev", the reason) plus the error's own details.
+One function (``status_for`` in server/api/interceptors.py) turns them into
+google.rpc.Status with an ErrorInfo (domain "auton8n.dev", the reason) plus the error's
+own details; ``trailers`` are extra trailing metadata sent with the status.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
 
 import grpc
 
@@ -26,7 +32,10 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "QuotaViolation",
+    "ResourceExhausted",
     "ServiceError",
+    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -38,12 +47,18 @@ class ServiceError(Exception):
     default_reason = "INTERNAL"
 
     def __init__(
-        self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        trailers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = metadata or {}
+        self.trailers = trailers  # extra trailing metadata (e.g. retry-after)
 
 
 class InvalidArgument(ServiceError):
@@ -74,6 +89,40 @@ class AlreadyExists(ServiceError):
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(ServiceError):
+    """No valid credentials. The message never repeats what the caller sent."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+@dataclass(frozen=True)
+class QuotaViolation:
+    subject: str  # whose quota: "client:<token id>" or "client:<peer address>"
+    description: str  # which limit, e.g. "CreatePlugin: 10 per hour, burst 5"
+
+
+class ResourceExhausted(ServiceError):
+    """A rate limit or quota refused the call; ``retry_after`` says when to try again."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: timedelta | None,
+        violations: tuple[QuotaViolation, ...] = (),
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        trailers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata, trailers=trailers)
+        self.retry_after = retry_after
+        self.violations = violations
 
 
 class Unavailable(ServiceError):

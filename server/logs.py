@@ -16,7 +16,7 @@ __all__ = ["configure_logging", "scrub"]
 
 # Things that look like credentials: provider keys, bearer tokens, key=value secrets.
 _SECRET = re.compile(
-    r"(sk-[A-Za-z0-9_-]{8,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"(sk-[A-Za-z0-9_-]{8,}|a8n_[0-9a-f]{12}_[A-Za-z0-9_-]{16,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|(?i:(?:api[_-]?key|token|secret|password)\s*[=:]\s*)[^\s,;\"']{6,})"
 )
 

@@ -72,6 +72,32 @@ class Settings:
     max_description_chars: int = 4000
     max_struct_depth: int = 8
 
+    # Security (DESIGN.md section 7). Authentication by API token ("auton8n tokens"):
+    # "auto" requires it unless the listen address is loopback-only (or a unix socket);
+    # "required"; "off" (on a non-loopback address a loud warning at start).
+    auth_mode: str = "auto"
+    # Seconds a token check is cached. Revocation is immediate in the revoking process
+    # and (NOTIFY) on PostgreSQL replicas; this bounds every other path. 0: no cache.
+    auth_cache_s: float = 2.0
+    # TLS for the gRPC port: PEM certificate chain and private key files (both or none).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Mutual TLS: the CA bundle client certificates must chain to; with
+    # tls_require_client_cert a client without a valid certificate fails the handshake.
+    tls_client_ca_file: str = ""
+    tls_require_client_cert: bool = False
+    # Token buckets per client (API token; the peer address when auth is off), shared by
+    # the replicas on PostgreSQL. CreatePlugin draws from both buckets. 0 = no limit.
+    rate_limit_create_per_hour: float = 10.0
+    rate_limit_create_burst: int = 5
+    rate_limit_requests_per_s: float = 20.0
+    rate_limit_requests_burst: int = 100
+    # Concurrent WatchJob streams per client and replica; 0 = no limit.
+    max_watches_per_client: int = 10
+    # RUNNING jobs per tenant over all replicas (more wait QUEUED); 0 = no limit. With
+    # auth off every job is the anonymous tenant's: only max_concurrent_jobs applies.
+    max_concurrent_jobs_per_tenant: int = 2
+
     # Model providers (standard variable names, not prefixed: ANTHROPIC_*, OPENAI_*).
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
@@ -147,9 +173,9 @@ class Settings:
             if name not in known:
                 raise SettingsError(f"unknown setting {name!r}")
             f = known[name]
-            values[name] = _parse(f, raw, f"--{name.replace('_', '-')}") if isinstance(
-                raw, str
-            ) else raw
+            values[name] = (
+                _parse(f, raw, f"--{name.replace('_', '-')}") if isinstance(raw, str) else raw
+            )
         settings = cls(**values)
         settings.check()
         return settings
@@ -181,6 +207,37 @@ class Settings:
             )
         if self.log_format not in ("json", "text", "auto"):
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be json, text or auto")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        if self.auth_mode not in ("auto", "required", "off"):
+            raise SettingsError(f"{ENV_PREFIX}AUTH_MODE must be auto, required or off")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError(
+                f"{ENV_PREFIX}TLS_CERT_FILE and {ENV_PREFIX}TLS_KEY_FILE go together"
+            )
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise SettingsError(f"{ENV_PREFIX}TLS_CLIENT_CA_FILE needs {ENV_PREFIX}TLS_CERT_FILE")
+        if self.tls_require_client_cert and not self.tls_client_ca_file:
+            raise SettingsError(
+                f"{ENV_PREFIX}TLS_REQUIRE_CLIENT_CERT needs {ENV_PREFIX}TLS_CLIENT_CA_FILE"
+            )
+        not_negative = (
+            "auth_cache_s",
+            "rate_limit_create_per_hour",
+            "rate_limit_requests_per_s",
+            "max_watches_per_client",
+            "max_concurrent_jobs_per_tenant",
+        )
+        for name in not_negative:
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be 0 (no limit) or more")
+        for rate, burst in (
+            ("rate_limit_create_per_hour", "rate_limit_create_burst"),
+            ("rate_limit_requests_per_s", "rate_limit_requests_burst"),
+        ):
+            if getattr(self, rate) > 0 and getattr(self, burst) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{burst.upper()} must be at least 1")
 
 
 def _parse(f: dataclasses.Field[Any], raw: str, where: str) -> Any:

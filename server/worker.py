@@ -1,10 +1,12 @@
 """The worker: claims QUEUED jobs under a lease and runs the pipeline for each.
 
-Concurrency is bounded by a semaphore. Every job runs in its own tracked task with a
-heartbeat that renews the lease; a lost lease, a cancel or shutdown cancels the task,
-which kills the running command's process group (the sandbox runner does that on
-CancelledError). On shutdown, leases are released so another worker (or this one after
-restart) picks the jobs up again without counting an attempt.
+Concurrency is bounded by a semaphore (jobs per replica) and by the store's claim, which
+skips the QUEUED jobs of a tenant already running its share (jobs per tenant, all
+replicas). Every job runs in its own tracked task with a heartbeat that renews the
+lease; a lost lease, a cancel or shutdown cancels the task, which kills the running
+command's process group (the sandbox runner does that on CancelledError). On shutdown,
+leases are released so another worker (or this one after restart) picks the jobs up
+again without counting an attempt.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class Worker:
                     owner=self._owner,
                     lease_s=self._settings.lease_timeout_s,
                     max_attempts=self._settings.max_attempts,
+                    max_per_tenant=self._settings.max_concurrent_jobs_per_tenant,
                 )
             except asyncio.CancelledError:
                 self._slots.release()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -30,15 +30,23 @@ from server.errors import FailedPrecondition, NotFound
 from server.store.convert import apply_changes, job_from_row, row_from_job
 from server.store.tables import ArtifactRow, EventRow, IterationRow, JobRow
 
-__all__ = ["NOTIFY_CHANNEL", "Claim", "LeaseLost", "Store"]
+__all__ = ["NOTIFY_CHANNEL", "Claim", "LeaseLost", "Shieldable", "Store", "shielded"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 NOTIFY_CHANNEL = "auton8n_events"  # payload: a job id whose log grew
 _CHANGED = "auton8n.changed_jobs"  # session.info key: job ids that got events
+_TENANT_LOCK_SPACE = 0x6A6F6273  # advisory-lock key space of per-tenant claims ("jobs")
 
 
-def _shielded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+class Shieldable(Protocol):
+    """An object whose database calls are ``shielded``: it tracks them in ``_inflight``
+    and waits for them in its ``close()``."""
+
+    _inflight: set[asyncio.Future[Any]]
+
+
+def shielded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Run the call in its own task and shield it from the caller's cancellation.
 
     A job task is cancelled to kill its processes, and a watch stream when its client
@@ -46,12 +54,12 @@ def _shielded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     SQLAlchemy terminate the connection, which with aiosqlite can leave a close that never
     finishes; letting the (short) call complete keeps connections sane. The caller
     still sees its CancelledError at once; Store.close() waits for calls in flight.
+    For methods of any ``Shieldable`` (the Store, the token store, shared rate buckets).
     """
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        store = args[0]
-        assert isinstance(store, Store)
+        store: Shieldable = args[0]  # type: ignore[assignment]  # "self" of a method
         task = asyncio.ensure_future(method(*args, **kwargs))
         store._inflight.add(task)
         task.add_done_callback(_settle)
@@ -65,6 +73,16 @@ def _settle(task: asyncio.Future[Any]) -> None:
     # Mark the outcome retrieved: a caller that was cancelled no longer awaits it.
     if not task.cancelled():
         task.exception()
+
+
+def _busy_tenants(limit: int) -> Any:
+    """Tenants but "" with at least ``limit`` RUNNING jobs (a subquery for claim)."""
+    return (
+        select(col(JobRow.tenant))
+        .where(col(JobRow.state) == JobState.RUNNING.value, col(JobRow.tenant) != "")
+        .group_by(col(JobRow.tenant))
+        .having(func.count() >= limit)
+    )
 
 
 class LeaseLost(Exception):
@@ -117,7 +135,7 @@ class Store:
             for job_id in sorted(changed):
                 self._on_events(job_id)
 
-    @_shielded
+    @shielded
     async def ping(self) -> None:
         async with self._engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -163,7 +181,7 @@ class Store:
             {"from": current.value, "to": target.value, "reason": reason},
         )
 
-    @_shielded
+    @shielded
     async def events_after(
         self, job_id: str, after_seq: int, limit: int = 500
     ) -> list[JobEventRecord]:
@@ -190,7 +208,7 @@ class Store:
 
     # -- client-facing ------------------------------------------------------------
 
-    @_shielded
+    @shielded
     async def create_job(self, job: Job) -> tuple[Job, bool]:
         """Store a new QUEUED job with its first event; returns (job, created).
 
@@ -240,7 +258,7 @@ class Store:
             raise NotFound(f"job {job_id!r} not found", reason="JOB_NOT_FOUND")
         return row
 
-    @_shielded
+    @shielded
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job:
         """The job; NotFound if missing or owned by another tenant (None = any)."""
         async with self._sessions() as session:
@@ -262,7 +280,7 @@ class Store:
                 job = replace(job, queue_position=int(ahead or 0))
             return job
 
-    @_shielded
+    @shielded
     async def list_jobs(
         self,
         *,
@@ -289,7 +307,7 @@ class Store:
         async with self._sessions() as session:
             return [job_from_row(r) for r in (await session.execute(query)).scalars()]
 
-    @_shielded
+    @shielded
     async def cancel_job(self, job_id: str, tenant: str | None, reason: str) -> Job:
         """QUEUED/RUNNING -> CANCELLED for good; FailedPrecondition once finished."""
         async with self._tx() as session:
@@ -303,7 +321,7 @@ class Store:
             job = job_from_row(row)
         return job
 
-    @_shielded
+    @shielded
     async def delete_job(self, job_id: str, tenant: str | None) -> None:
         """Remove a finished job with its events, iterations and artifact."""
         async with self._tx() as session:
@@ -317,7 +335,7 @@ class Store:
                 await session.execute(delete(table).where(col(table.job_id) == job_id))
             await session.delete(row)
 
-    @_shielded
+    @shielded
     async def get_artifact(self, job_id: str, tenant: str | None) -> tuple[ArtifactInfo, bytes]:
         async with self._sessions() as session:
             row = await self._row(session, job_id, tenant)
@@ -332,28 +350,39 @@ class Store:
 
     # -- worker-facing (fenced by the lease token) ------------------------------------
 
-    @_shielded
+    @shielded
     async def count_jobs(self, state: JobState) -> int:
         """How many jobs are in ``state`` (all tenants); for the queue-depth gauge."""
         async with self._sessions() as session:
             query = select(func.count()).select_from(JobRow).where(col(JobRow.state) == state.value)
             return int((await session.execute(query)).scalar_one())
 
-    @_shielded
-    async def claim(self, *, owner: str, lease_s: float, max_attempts: int) -> Claim | None:
+    @shielded
+    async def claim(
+        self, *, owner: str, lease_s: float, max_attempts: int, max_per_tenant: int = 0
+    ) -> Claim | None:
         """Take the oldest QUEUED job, or a RUNNING one whose lease expired.
 
-        A job whose expired lease already used ``max_attempts`` fails instead.
+        A job whose expired lease already used ``max_attempts`` fails instead. With
+        ``max_per_tenant`` > 0, QUEUED jobs of a tenant that already has that many
+        RUNNING jobs (on any replica) are skipped: they wait, keeping their place. The
+        anonymous tenant "" (auth off: one shared identity) is not limited per tenant.
         """
         now = self._clock()
+        skipped: set[str] = set()  # tenants found at their limit under the tenant lock
         async with self._tx() as session:
             while True:
+                queued = col(JobRow.state) == JobState.QUEUED.value
+                if max_per_tenant > 0:
+                    queued &= col(JobRow.tenant).not_in(_busy_tenants(max_per_tenant))
+                    if skipped:
+                        queued &= col(JobRow.tenant).not_in(sorted(skipped))
                 row = (
                     await session.execute(
                         select(JobRow)
                         .where(
                             or_(
-                                col(JobRow.state) == JobState.QUEUED.value,
+                                queued,
                                 (col(JobRow.state) == JobState.RUNNING.value)
                                 & (col(JobRow.lease_expires_at) < now),
                             )
@@ -366,6 +395,12 @@ class Store:
                 if row is None:
                     return None
                 expired = row.state == JobState.RUNNING.value
+                if not expired and max_per_tenant > 0 and self._postgres and row.tenant:
+                    # Two replicas may pick jobs of one tenant at once: serialize claims
+                    # per tenant and count again with what the other one committed.
+                    if await self._running_of(session, row.tenant) >= max_per_tenant:
+                        skipped.add(row.tenant)
+                        continue
                 if row.attempt >= max_attempts:
                     row.error = JobError(
                         "ABORTED",
@@ -396,13 +431,27 @@ class Store:
                 break
         return claim
 
+    async def _running_of(self, session: AsyncSession, tenant: str) -> int:
+        """RUNNING jobs of ``tenant``, counted under a per-tenant transaction lock
+        (PostgreSQL advisory lock, released at commit)."""
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
+            {"space": _TENANT_LOCK_SPACE, "tenant": tenant},
+        )
+        running = await session.scalar(
+            select(func.count())
+            .select_from(JobRow)
+            .where(col(JobRow.tenant) == tenant, col(JobRow.state) == JobState.RUNNING.value)
+        )
+        return int(running or 0)
+
     async def _fenced(self, session: AsyncSession, job_id: str, token: str) -> JobRow:
         row = await session.get(JobRow, job_id, with_for_update=True)
         if row is None or row.lease_token != token or row.state != JobState.RUNNING.value:
             raise LeaseLost(job_id)
         return row
 
-    @_shielded
+    @shielded
     async def renew(self, job_id: str, token: str, lease_s: float) -> None:
         """Extend the lease (no event); LeaseLost if it is gone."""
         async with self._tx() as session:
@@ -410,7 +459,7 @@ class Store:
             row.lease_expires_at = self._clock() + timedelta(seconds=lease_s)
             session.add(row)
 
-    @_shielded
+    @shielded
     async def release(self, job_id: str, token: str, reason: str) -> None:
         """Give the job back (graceful shutdown): RUNNING -> QUEUED, attempt not counted."""
         async with self._tx() as session:
@@ -420,7 +469,7 @@ class Store:
             row.lease_expires_at = None
             self._set_state(session, row, JobState.QUEUED, reason)
 
-    @_shielded
+    @shielded
     async def update(
         self, job_id: str, token: str, changes: dict[str, Any], kind: str, detail: dict[str, Any]
     ) -> Job:
@@ -432,7 +481,7 @@ class Store:
             job = job_from_row(row)
         return job
 
-    @_shielded
+    @shielded
     async def save_iteration(self, job_id: str, token: str, record: IterationRecord) -> Job:
         """Persist an iteration's sources and results, update the job, append its event."""
         async with self._tx() as session:
@@ -474,7 +523,7 @@ class Store:
             job = job_from_row(row)
         return job
 
-    @_shielded
+    @shielded
     async def last_iteration(self, job_id: str) -> IterationRecord | None:
         async with self._sessions() as session:
             row = (
@@ -496,7 +545,7 @@ class Store:
                 passed=row.passed,
             )
 
-    @_shielded
+    @shielded
     async def finish(
         self,
         job_id: str,

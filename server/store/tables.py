@@ -9,7 +9,15 @@ from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ArtifactRow", "EventRow", "IterationRow", "JobRow", "metadata"]
+__all__ = [
+    "ApiTokenRow",
+    "ArtifactRow",
+    "EventRow",
+    "IterationRow",
+    "JobRow",
+    "RateBucketRow",
+    "metadata",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -114,6 +122,33 @@ class IterationRow(SQLModel, table=True):
     validation_score: int = 0
     passed: bool = False
     create_time: datetime = _ts()
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """An API token: only the sha256 of its secret part is stored (see server.auth.tokens)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_tenant", "tenant"),)
+
+    id: str = Field(primary_key=True, max_length=32)  # public part of the token
+    secret_sha256: str = Field(max_length=64)  # hex digest of the secret part
+    tenant: str = Field(max_length=128)
+    name: str = Field(default="", max_length=128)
+    role: str = Field(max_length=16)  # server.auth.Role value
+    create_time: datetime = _ts()
+    revoke_time: datetime | None = _ts(nullable=True)  # set once: revoked for good
+
+
+class RateBucketRow(SQLModel, table=True):
+    """One token bucket shared by every replica (PostgreSQL, where the migration makes
+    the table UNLOGGED: disposable state, no WAL; see server.auth.buckets)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: str = Field(primary_key=True, max_length=200)  # "<bucket>:<client>"
+    tokens: float  # tokens left at updated_s
+    updated_s: float  # seconds since the epoch (the database's clock) of the last check
+    admitted: bool = True  # whether the last check took a token
 
 
 metadata = SQLModel.metadata

@@ -24,6 +24,8 @@ class ServerProcess:
             "AUTON8N_DATA_DIR": str(data_dir),
             "AUTON8N_LISTEN_ADDRESS": "127.0.0.1:0",
             "AUTON8N_METRICS_ADDRESS": "127.0.0.1:0",
+            # Tests create jobs in bursts from one loopback address.
+            "AUTON8N_RATE_LIMIT_CREATE_PER_HOUR": "0",
             "AUTON8N_TOOLCHAIN_DIR": str(TOOLCHAIN_DIR),
             "AUTON8N_CLAIM_POLL_INTERVAL_S": "0.2",
             "AUTON8N_LOG_LEVEL": "INFO",

@@ -1,0 +1,100 @@
+"""AuthInterceptor: establishes the caller (a Principal) of every RPC before it runs.
+
+With auth required, the call must carry ``authorization: Bearer <token>`` of a valid,
+unrevoked token; otherwise UNAUTHENTICATED, and the handler never runs. Streams check the
+token again before each message they send, so revoking a token also ends the WatchJob
+streams it opened (at their next event or heartbeat). With auth off, every
+caller is the anonymous local user. The health service is exempt either way: probes
+carry no tokens. Reflection needs a token like every other service.
+
+The token never reaches a log line: failures log the peer and the token id at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health
+from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.api.handlers import rewrap
+from server.api.interceptors import After, Context, guard
+from server.auth.principal import ANONYMOUS, Principal, set_principal
+from server.errors import Unauthenticated, Unavailable
+
+__all__ = ["AuthInterceptor", "Authenticator", "bearer_token"]
+
+_EXEMPT_PREFIXES = (f"/{health.SERVICE_NAME}/",)
+_SCHEME = "bearer "
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, token: str) -> Principal | None: ...
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The token of the first ``authorization: Bearer <token>`` entry, else None."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            if value[: len(_SCHEME)].lower() == _SCHEME:
+                return value[len(_SCHEME) :].strip() or None
+            return None
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """``required``: tokens checked by ``tokens``; else everyone is ``ANONYMOUS``."""
+
+    def __init__(self, tokens: Authenticator | None, *, required: bool) -> None:
+        if required and tokens is None:
+            raise ValueError("auth required needs a token store")
+        self._tokens = tokens
+        self._required = required
+
+    async def _anonymous(self, context: Context) -> After | None:
+        set_principal(ANONYMOUS)
+        return None
+
+    async def _authenticate(self, context: Context) -> After | None:
+        set_principal(await self._check(context))
+        return None
+
+    async def _recheck(self, context: Context) -> None:
+        await self._check(context)
+
+    async def _check(self, context: Context) -> Principal:
+        token = bearer_token(context.invocation_metadata())
+        if token is None:
+            raise Unauthenticated(
+                "this server requires an API token: send 'authorization: Bearer <token>'"
+            )
+        assert self._tokens is not None
+        try:
+            principal = await self._tokens.authenticate(token)
+        except SQLAlchemyError as exc:
+            logger.warning("token check failed: {}", type(exc).__name__)
+            raise Unavailable("cannot check the API token right now; retry") from exc
+        if principal is None:
+            logger.info("refused an invalid or revoked API token from {}", context.peer())
+            raise Unauthenticated("the API token is invalid or revoked")
+        return principal
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_EXEMPT_PREFIXES):
+            return handler
+        if not self._required:
+            return rewrap(handler, lambda _kind, b: guard(method, b, self._anonymous))
+        return rewrap(
+            handler, lambda _kind, b: guard(method, b, self._authenticate, each=self._recheck)
+        )
