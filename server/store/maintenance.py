@@ -32,7 +32,7 @@ async def purge_finished_jobs(engine: AsyncEngine, *, older_than: datetime) -> i
             ids = list(
                 (
                     await conn.execute(
-                        select(JobRow.id)
+                        select(col(JobRow.id))
                         .where(col(JobRow.state).in_(terminal))
                         .where(col(JobRow.end_time) < older_than)
                         .limit(_BATCH)
