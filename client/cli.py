@@ -36,6 +36,7 @@ import grpc
 from auton8n.v1 import plugin_service_pb2 as pb
 from rich.console import Console
 
+from client._admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from client._archive import safe_unpack
 from client._client import DEFAULT_TARGET, PluginClient, Retry, TlsOptions, spec_from_dict
 from client._errors import (
@@ -46,6 +47,7 @@ from client._errors import (
     RateLimitedError,
     UnavailableError,
 )
+from client._usage import UsageError
 from client._views import JobView, ProgressView, state_name
 
 __all__ = ["Exit", "build_parser", "main", "run"]
@@ -86,10 +88,6 @@ _ERROR_EXIT: dict[type[ClientError], Exit] = {
 }
 
 
-class UsageError(Exception):
-    """Bad command-line input (exit 2)."""
-
-
 def main() -> None:
     """Console-script entry point: runs the command line and exits with its code."""
     sys.exit(run())
@@ -110,8 +108,8 @@ def run(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None 
     try:
         if args.command == "serve":
             return _serve(args, env)
-        if args.command == "tokens":
-            return _tokens(args, env)
+        if args.command in ADMIN_COMMANDS:
+            return run_admin(args, env)
         _prepare(args)
         return asyncio.run(_run_client(args, env))
     except KeyboardInterrupt:
@@ -159,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--model", metavar="M", help="default model (AUTON8N_MODEL)")
     serve.add_argument("--log-level", metavar="L", help="log level")
-    _add_tokens_command(commands)
+    add_admin_commands(commands)
 
     create = command("create", "create a plugin job")
     source = create.add_mutually_exclusive_group(required=True)
@@ -372,51 +370,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, PluginClient, JobView], Await
     "delete": _delete,
     "download": _download,
 }
-
-
-def _add_tokens_command(commands: Any) -> None:
-    tokens = commands.add_parser(
-        "tokens",
-        help="manage API tokens (on the server's database)",
-        description="Create, list and revoke API tokens, directly on the server's database "
-        "(AUTON8N_DATABASE_URL, or the SQLite file in the data folder).",
-    )
-    tokens.add_argument("--data-dir", metavar="DIR", help="data folder (AUTON8N_DATA_DIR)")
-    tokens.add_argument("--database-url", metavar="URL", help="database (AUTON8N_DATABASE_URL)")
-    actions = tokens.add_subparsers(dest="tokens_action", required=True, metavar="ACTION")
-    create = actions.add_parser("create", help="create a token; it is printed once")
-    create.add_argument("--tenant", required=True, help="the tenant whose jobs it reaches")
-    create.add_argument("--admin", action="store_true", help="may see every tenant's jobs")
-    create.add_argument("--name", default="", help="a label (who or what uses it)")
-    actions.add_parser("list", help="list tokens (never their secrets)")
-    actions.add_parser("revoke", help="revoke a token for good").add_argument(
-        "token_id", metavar="ID"
-    )
-
-
-def _tokens(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """``auton8n tokens ...`` against the database the server settings name."""
-    from server.auth.admin import run_tokens
-    from server.settings import Settings
-
-    flags = {"data_dir": args.data_dir, "database_url": args.database_url}
-    try:
-        settings = Settings.from_env(env, {k: v for k, v in flags.items() if v is not None})
-    except ValueError as error:
-        raise UsageError(f"invalid configuration: {error}") from error
-    return asyncio.run(
-        run_tokens(
-            settings.resolved_database_url,
-            args.tokens_action,
-            tenant=getattr(args, "tenant", ""),
-            admin=getattr(args, "admin", False),
-            name=getattr(args, "name", ""),
-            token_id=getattr(args, "token_id", ""),
-            as_json=args.json,
-            out=sys.stdout,
-            err=sys.stderr,
-        )
-    )
 
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -10,6 +10,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -51,6 +52,7 @@ from server.pipeline.toolchain import Toolchain
 from server.settings import Settings
 from server.store.engine import create_engine
 from server.store.listener import PgListener
+from server.store.maintenance import remove_stale_workspaces, run_retention
 from server.store.migrate import migrate
 from server.store.repository import Store
 from server.worker import Worker
@@ -229,6 +231,11 @@ class App:
             refresh=refresh,
         )
         self.metrics_port = await self._metrics_http.start()
+        await remove_stale_workspaces(self._engine, s.workspace_root)  # before claiming
+        if s.retention_days > 0:
+            keep = timedelta(days=s.retention_days)
+            every = timedelta(seconds=s.retention_interval_s)
+            self._track(run_retention(self._engine, keep=keep, every=every))
         if runner is not None:
             self._track(self._warm_toolchain(toolchain))
             self._worker.start()

@@ -52,6 +52,11 @@ class Settings:
     max_attempts: int = 3
     claim_poll_interval_s: float = 1.0
 
+    # Retention: finished jobs (their events, iterations and artifact) are purged this
+    # many days after they ended; 0 keeps them forever. Checked every interval.
+    retention_days: float = 30.0
+    retention_interval_s: float = 3600.0
+
     # Streams and shutdown.
     watch_heartbeat_s: float = 10.0
     watch_poll_interval_s: float = 1.0
@@ -193,6 +198,7 @@ class Settings:
             "heartbeat_interval_s",
             "max_attempts",
             "watch_heartbeat_s",
+            "retention_interval_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -205,6 +211,8 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}DEFAULT_MAX_ITERATIONS exceeds {ENV_PREFIX}MAX_ITERATIONS_LIMIT"
             )
+        if self.retention_days < 0:
+            raise SettingsError(f"{ENV_PREFIX}RETENTION_DAYS must be 0 (keep forever) or more")
         if self.log_format not in ("json", "text", "auto"):
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be json, text or auto")
         self._check_security()

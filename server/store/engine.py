@@ -9,7 +9,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-
 __all__ = ["create_engine", "is_sqlite"]
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
+
 from client import PluginClient
 from tests.conftest import load_spec
 from tests.e2e.serverproc import ServerProcess
