@@ -20,7 +20,13 @@ from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from google.protobuf import empty_pb2, json_format
 
 from client._archive import Artifact, safe_unpack, verified_artifact
-from client._errors import ClientError, EventGapError, IntegrityError, error_from_rpc
+from client._errors import (
+    ClientError,
+    EventGapError,
+    IntegrityError,
+    RateLimitedError,
+    error_from_rpc,
+)
 
 __all__ = ["DEFAULT_TARGET", "PluginClient", "Retry", "TlsOptions", "spec_from_dict"]
 
@@ -71,6 +77,10 @@ class Retry:
     ``timeout`` has passed since the first failure of an outage. While the client has
     never reached the server, ``connect_timeout`` is the budget instead: a server that
     is not there is reported within seconds, one that restarts is waited for.
+
+    RESOURCE_EXHAUSTED (rate limited) is retried after the server's RetryInfo delay when
+    that is at most ``rate_limit_wait`` (a read bucket refills in milliseconds); a longer
+    wait (the hourly job quota) is raised as RateLimitedError at once.
     """
 
     initial: timedelta = timedelta(milliseconds=200)
@@ -78,6 +88,7 @@ class Retry:
     multiplier: float = 2.0
     timeout: timedelta = timedelta(seconds=60)
     connect_timeout: timedelta = timedelta(seconds=5)
+    rate_limit_wait: timedelta = timedelta(seconds=5)
 
     def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
         """The endless sequence of jittered delays, in seconds (pure but for ``rand``)."""
@@ -104,6 +115,12 @@ class _Backoff:
         """Seconds to wait before the next try, or None when the budget is spent."""
         remaining = self._deadline - time.monotonic()
         return min(next(self._delays), remaining) if remaining > 0 else None
+
+    def wait(self, seconds: float) -> float | None:
+        """``seconds`` (the server's own delay) plus up to 10% jitter, or None when that
+        would pass the budget's deadline."""
+        delay = seconds * (1 + random.random() / 10)
+        return delay if time.monotonic() + delay <= self._deadline else None
 
 
 class _StreamCall(Protocol[_T_co]):
@@ -383,7 +400,12 @@ class PluginClient:
         if self._channel.get_state() == grpc.ChannelConnectivity.READY:
             self._reached = True  # the server itself answered (e.g. UNAVAILABLE: draining)
         backoff = backoff or _Backoff(self._retry, reached=self._reached)
-        delay = backoff.next_delay() if retry and Retry.is_retryable(error) else None
+        delay = None
+        if retry and Retry.is_retryable(error):
+            delay = backoff.next_delay()
+        elif retry and isinstance(error, RateLimitedError) and error.retry_after is not None:
+            if error.retry_after <= self._retry.rate_limit_wait:
+                delay = backoff.wait(error.retry_after.total_seconds())
         if delay is None:
             raise error from rpc_error
         if self._on_retry is not None:

@@ -25,7 +25,9 @@ from server.api.interceptors import ErrorInterceptor
 from server.api.metrics_interceptor import MetricsInterceptor
 from server.api.ratelimit import RateLimitInterceptor, RateLimits
 from server.api.servicer import PluginServicer
-from server.auth.buckets import Buckets, MemoryBuckets, SqlBuckets
+from server.auth.batched import BatchedBuckets
+from server.auth.buckets import BucketPolicy, Buckets, MemoryBuckets, SqlBuckets
+from server.auth.failures import FailureThrottle
 from server.auth.interceptor import AuthInterceptor
 from server.auth.mode import auth_required
 from server.auth.tls import server_credentials
@@ -260,8 +262,15 @@ class App:
         return self._jobs
 
     def _auth(self) -> AuthInterceptor:
-        self.auth_required = auth_required(self.settings)  # warns when off off-loopback
-        return AuthInterceptor(self.tokens, required=self.auth_required)
+        s = self.settings
+        self.auth_required = auth_required(s)  # warns when off off-loopback
+        failures = None
+        if s.auth_failures_per_minute > 0:
+            policy = BucketPolicy(
+                "auth_failures", s.auth_failures_burst, s.auth_failures_per_minute / 60
+            )
+            failures = FailureThrottle(policy)
+        return AuthInterceptor(self.tokens, required=self.auth_required, failures=failures)
 
     def _rate_limiter(self) -> RateLimitInterceptor:
         # PostgreSQL: buckets shared by every replica. SQLite (one replica): in process,
@@ -269,7 +278,8 @@ class App:
         assert self._engine is not None
         buckets: Buckets = MemoryBuckets()
         if self._engine.dialect.name == "postgresql":
-            buckets = self._sql_buckets = SqlBuckets(self._engine)
+            self._sql_buckets = SqlBuckets(self._engine)
+            buckets = BatchedBuckets(self._sql_buckets)
         limits = RateLimits.from_settings(self.settings)
         self.rate_limiter = RateLimitInterceptor(limits, buckets, self.metrics)
         return self.rate_limiter

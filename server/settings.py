@@ -84,6 +84,10 @@ class Settings:
     # Seconds a token check is cached. Revocation is immediate in the revoking process
     # and (NOTIFY) on PostgreSQL replicas; this bounds every other path. 0: no cache.
     auth_cache_s: float = 2.0
+    # Failed authentications per peer address (per replica): past the burst, that
+    # address is refused (RESOURCE_EXHAUSTED) until the next refill; 0 = no limit.
+    auth_failures_per_minute: float = 10.0
+    auth_failures_burst: int = 20
     # TLS for the gRPC port: PEM certificate chain and private key files (both or none).
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -97,6 +101,10 @@ class Settings:
     rate_limit_create_burst: int = 5
     rate_limit_requests_per_s: float = 20.0
     rate_limit_requests_burst: int = 100
+    # Requests tokens a replica reserves at once from a shared (PostgreSQL) bucket (or a
+    # tenth of a second of the refill, if more): one statement per batch instead of per
+    # call, at the cost of admitting up to a batch fewer per replica near the limit.
+    rate_limit_shared_batch: int = 10
     # Concurrent WatchJob streams per client and replica; 0 = no limit.
     max_watches_per_client: int = 10
     # RUNNING jobs per tenant over all replicas (more wait QUEUED); 0 = no limit. With
@@ -232,6 +240,7 @@ class Settings:
             )
         not_negative = (
             "auth_cache_s",
+            "auth_failures_per_minute",
             "rate_limit_create_per_hour",
             "rate_limit_requests_per_s",
             "max_watches_per_client",
@@ -240,7 +249,10 @@ class Settings:
         for name in not_negative:
             if getattr(self, name) < 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be 0 (no limit) or more")
+        if self.rate_limit_shared_batch < 1:
+            raise SettingsError(f"{ENV_PREFIX}RATE_LIMIT_SHARED_BATCH must be at least 1")
         for rate, burst in (
+            ("auth_failures_per_minute", "auth_failures_burst"),
             ("rate_limit_create_per_hour", "rate_limit_create_burst"),
             ("rate_limit_requests_per_s", "rate_limit_requests_burst"),
         ):

@@ -65,10 +65,21 @@ class RateLimits:
                 "create", s.rate_limit_create_burst, s.rate_limit_create_per_hour / 3600
             )
         if s.rate_limit_requests_per_s > 0:
+            burst = s.rate_limit_requests_burst
             requests = BucketPolicy(
-                "requests", s.rate_limit_requests_burst, s.rate_limit_requests_per_s
+                "requests",
+                burst,
+                s.rate_limit_requests_per_s,
+                batch=_batch(s.rate_limit_shared_batch, s.rate_limit_requests_per_s, burst),
             )
         return cls(create, requests, s.max_watches_per_client)
+
+
+def _batch(configured: int, refill_per_s: float, burst: int) -> int:
+    """Tokens reserved per shared-bucket check: the setting, or a tenth of a second of
+    the refill when that is more (a statement per batch must not cap a fast client's
+    calls at batch / round-trip), never more than the burst."""
+    return max(1, min(burst, max(configured, math.ceil(refill_per_s / 10))))
 
 
 def client_key(token_id: str | None, peer: str) -> str:

@@ -50,6 +50,9 @@ class BucketPolicy:
     name: str  # "create", "requests": part of the bucket key and of QuotaFailure
     capacity: int  # the burst
     refill_per_s: float
+    # Tokens a replica reserves from a shared bucket at once (server.auth.batched); 1:
+    # every check goes to the shared bucket. In-process buckets ignore it.
+    batch: int = 1
 
     @property
     def fill_s(self) -> float:

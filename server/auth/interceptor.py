@@ -8,6 +8,8 @@ caller is the anonymous local user. The health service is exempt either way: pro
 carry no tokens. Reflection needs a token like every other service.
 
 The token never reaches a log line: failures log the peer and the token id at most.
+Failed checks are budgeted per peer address (``FailureThrottle``): past the budget,
+RESOURCE_EXHAUSTED, and that address's calls are refused before any token lookup.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.handlers import rewrap
 from server.api.interceptors import After, Context, guard
+from server.api.ratelimit import client_key
+from server.auth.failures import FailureThrottle
 from server.auth.principal import ANONYMOUS, Principal, set_principal
 from server.errors import Unauthenticated, Unavailable
 
@@ -48,11 +52,18 @@ def bearer_token(metadata: Any) -> str | None:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """``required``: tokens checked by ``tokens``; else everyone is ``ANONYMOUS``."""
 
-    def __init__(self, tokens: Authenticator | None, *, required: bool) -> None:
+    def __init__(
+        self,
+        tokens: Authenticator | None,
+        *,
+        required: bool,
+        failures: FailureThrottle | None = None,
+    ) -> None:
         if required and tokens is None:
             raise ValueError("auth required needs a token store")
         self._tokens = tokens
         self._required = required
+        self._failures = failures
 
     async def _anonymous(self, context: Context) -> After | None:
         set_principal(ANONYMOUS)
@@ -66,8 +77,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         await self._check(context)
 
     async def _check(self, context: Context) -> Principal:
+        peer = client_key(None, context.peer())
+        if self._failures is not None:
+            self._failures.check(peer)
         token = bearer_token(context.invocation_metadata())
         if token is None:
+            await self._failed(peer)
             raise Unauthenticated(
                 "this server requires an API token: send 'authorization: Bearer <token>'"
             )
@@ -79,8 +94,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             raise Unavailable("cannot check the API token right now; retry") from exc
         if principal is None:
             logger.info("refused an invalid or revoked API token from {}", context.peer())
+            await self._failed(peer)
             raise Unauthenticated("the API token is invalid or revoked")
         return principal
+
+    async def _failed(self, peer: str) -> None:
+        if self._failures is not None:
+            await self._failures.failed(peer)
 
     async def intercept_service(
         self,

@@ -139,6 +139,44 @@ async def test_retries_give_up_after_the_budget(target: str, fake: FakeService) 
     assert 2 <= len(fake.requests["GetJob"]) == len(delays) + 1 < 100
 
 
+def rate_limited(fake: FakeService, seconds: float) -> object:
+    return fake.error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "rate limit reached",
+        error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=int(seconds), nanos=round(seconds % 1 * 1e9))
+        ),
+        error_details_pb2.ErrorInfo(reason="RATE_LIMITED"),
+    )
+
+
+async def test_short_rate_limits_are_waited_out(target: str, fake: FakeService) -> None:
+    """A refusal whose RetryInfo is within Retry.rate_limit_wait: the client sleeps the
+    server's delay (not its own backoff) and the call succeeds."""
+    delays: list[float] = []
+    async with PluginClient(
+        target, token=fake.token, on_retry=lambda _, delay: delays.append(delay)
+    ) as plugin_client:
+        created = await plugin_client.create(TIME_SPEC)
+        fake.fail["GetJob"] = [rate_limited(fake, 0.2), rate_limited(fake, 0.2)]
+        started = time.monotonic()
+        job = await plugin_client.get(created.id)
+        waited = time.monotonic() - started
+    assert job.id == created.id
+    assert len(delays) == 2 and all(0.2 <= d <= 0.22 for d in delays)
+    assert waited >= 0.4
+
+
+async def test_long_rate_limits_are_raised_at_once(target: str, fake: FakeService) -> None:
+    fake.fail["GetJob"] = [rate_limited(fake, 30)]
+    retry = Retry(rate_limit_wait=timedelta(seconds=5))
+    async with PluginClient(target, token=fake.token, retry=retry) as plugin_client:
+        with pytest.raises(RateLimitedError) as caught:
+            await plugin_client.get("job-1")
+    assert caught.value.retry_after == timedelta(seconds=30)
+    assert len(fake.requests["GetJob"]) == 1
+
+
 async def test_a_server_never_reached_is_reported_soon(fake: FakeService) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nobody listens
         sock.bind(("127.0.0.1", 0))

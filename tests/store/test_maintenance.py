@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from client.cli import run
 from server.domain.job import Job
 from server.domain.spec import PluginSpec
 from server.domain.states import JobState
 from server.errors import NotFound
 from server.store.engine import create_engine
-from client.cli import run
 from server.store.maintenance import backup_sqlite, purge_finished_jobs, remove_stale_workspaces
 from server.store.migrate import migrate
 from server.store.repository import Store
@@ -117,7 +117,8 @@ def test_backup_command_writes_a_copy(tmp_path: Path, capsys: pytest.CaptureFixt
     # Bad input: one line on stderr and exit 2, nothing overwritten.
     assert run(["backup", "--data-dir", str(data), str(copy)], environ={}) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
-    assert run(["backup", "--data-dir", str(tmp_path / "none"), str(tmp_path / "x.db")], environ={}) == 2
+    missing = ["backup", "--data-dir", str(tmp_path / "none"), str(tmp_path / "x.db")]
+    assert run(missing, environ={}) == 2
     assert "no database" in capsys.readouterr().err
     pg = "postgresql+psycopg://u@127.0.0.1/db"
     assert run(["backup", "--database-url", pg, str(tmp_path / "y.db")], environ={}) == 2
