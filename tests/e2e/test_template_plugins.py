@@ -14,15 +14,14 @@ import pytest
 
 from server.domain.spec import PluginSpec
 from server.generators.template import expected_exports, render_plugin
+from server.pipeline.toolchain import Toolchain
+from tests.conftest import TOOLCHAIN_DIR
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-TOOLCHAIN_MODULES = Path(
-    os.environ.get("AUTON8N_TEMPLATE_TOOLCHAIN_MODULES")
-    or ROOT / "server" / "pipeline" / "toolchain" / "node_modules"
-)
+TOOLCHAIN_MODULES = Toolchain(TOOLCHAIN_DIR).node_modules  # what `make toolchain` installs
 
 HOSTILE = (
     "Quotes \" and ' and `ticks` ${process.exit(1)} */ /* </script><script>x()</script>"
