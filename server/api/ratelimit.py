@@ -34,12 +34,12 @@ from grpc_reflection.v1alpha import reflection
 from server.api.handlers import rewrap
 from server.api.interceptors import After, Context, guard
 from server.auth.buckets import BucketPolicy, Buckets, Decision
-from server.auth.principal import principal_or_none
+from server.auth.principal import client_key, principal_or_none
 from server.errors import QuotaViolation, ResourceExhausted
 from server.metrics import Metrics
 from server.settings import Settings
 
-__all__ = ["RateLimitInterceptor", "RateLimits", "client_key"]
+__all__ = ["RateLimitInterceptor", "RateLimits"]
 
 _SERVICE = "/auton8n.v1.PluginService/"
 CREATE_METHOD = _SERVICE + "CreatePlugin"
@@ -80,17 +80,6 @@ def _batch(configured: int, refill_per_s: float, burst: int) -> int:
     the refill when that is more (a statement per batch must not cap a fast client's
     calls at batch / round-trip), never more than the burst."""
     return max(1, min(burst, max(configured, math.ceil(refill_per_s / 10))))
-
-
-def client_key(token_id: str | None, peer: str) -> str:
-    """``token:<id>``, else ``peer:<address without port>`` (grpc peers look like
-    ``ipv4:10.0.0.7:51234``, ``ipv6:[::1]:51234`` or ``unix:/path``)."""
-    if token_id:
-        return f"token:{token_id}"
-    kind, _, address = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
-        address = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    return f"peer:{address or peer}"[:180]
 
 
 def _describe(policy: BucketPolicy) -> str:

@@ -24,9 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.handlers import rewrap
 from server.api.interceptors import After, Context, guard
-from server.api.ratelimit import client_key
 from server.auth.failures import FailureThrottle
-from server.auth.principal import ANONYMOUS, Principal, set_principal
+from server.auth.principal import ANONYMOUS, Principal, client_key, set_principal
 from server.errors import Unauthenticated, Unavailable
 
 __all__ = ["AuthInterceptor", "Authenticator", "bearer_token"]

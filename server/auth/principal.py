@@ -17,6 +17,7 @@ __all__ = [
     "ANONYMOUS",
     "Principal",
     "Role",
+    "client_key",
     "current_principal",
     "principal_or_none",
     "set_principal",
@@ -65,3 +66,14 @@ def current_principal() -> Principal:
 def principal_or_none() -> Principal | None:
     """The caller of the current RPC if one was established (for rate-limit keys)."""
     return _current.get()
+
+
+def client_key(token_id: str | None, peer: str) -> str:
+    """``token:<id>``, else ``peer:<address without port>`` (grpc peers look like
+    ``ipv4:10.0.0.7:51234``, ``ipv6:[::1]:51234`` or ``unix:/path``)."""
+    if token_id:
+        return f"token:{token_id}"
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        address = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    return f"peer:{address or peer}"[:180]

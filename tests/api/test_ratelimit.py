@@ -17,8 +17,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from server.api.ratelimit import client_key
 from server.app import App
+from server.auth.principal import client_key
 from tests.auth.helpers import bearer, issue
 from tests.conftest import AppFactory, load_spec
 from tests.helpers import create_request, error_details
