@@ -74,7 +74,8 @@ USER 10001:10001
 WORKDIR /home/auton8n
 EXPOSE 50051 9464
 VOLUME ["/data"]
+# Liveness, not readiness: restarting the container cures no database outage.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "server.healthprobe"]
+    CMD ["python", "-m", "server.healthprobe", "--service", "auton8n.v1.PluginService.liveness"]
 # tini as PID 1 forwards SIGTERM (graceful drain) and reaps orphaned npm/node children.
 ENTRYPOINT ["/usr/bin/tini", "--", "auton8n", "serve"]

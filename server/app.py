@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.api.interceptors import ErrorInterceptor
 from server.api.metrics_interceptor import MetricsInterceptor
 from server.api.ratelimit import RateLimitInterceptor, RateLimits
+from server.api.request_context import RequestContextInterceptor
 from server.api.servicer import PluginServicer
 from server.auth.batched import BatchedBuckets
 from server.auth.buckets import BucketPolicy, Buckets, MemoryBuckets, SqlBuckets
@@ -38,8 +39,9 @@ from server.generators.health import ModelHealth, ProviderStatus
 from server.generators.registry import GeneratorRegistry
 from server.generators.setup import build_describer, build_registry
 from server.generators.template import expected_exports
+from server.health_monitor import HealthMonitor, Warmup, database_check, fixed_check
 from server.jobs import JobService
-from server.logs import configure_logging
+from server.logs import LoggedPipeline, configure_logging
 from server.metrics import Metrics
 from server.metrics_http import MetricsHttpServer, grpc_health_check
 from server.pipeline.pipeline import Pipeline
@@ -72,6 +74,7 @@ class App:
         """``generators``: extra generators by model name, consulted before the built-in
         ones (a seam for tests and embedders)."""
         self.settings = settings
+        self.health_monitor: HealthMonitor | None = None
         self._extra_generators = generators
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.port = 0
@@ -155,7 +158,7 @@ class App:
         self._worker = Worker(
             store=store,
             hub=hub,
-            pipeline=pipeline,
+            pipeline=LoggedPipeline(pipeline),  # job_id on every record of a job's run
             generators=generators,
             settings=s,
             owner=self.owner,
@@ -178,6 +181,7 @@ class App:
             # Auth before the limiter (buckets are keyed by the caller's token).
             interceptors=[
                 MetricsInterceptor(self.metrics),
+                RequestContextInterceptor(),  # request_id, method, peer on every log record
                 self._auth(),
                 self._rate_limiter(),
                 ErrorInterceptor(),
@@ -200,12 +204,26 @@ class App:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {s.listen_address}")
         self._server = server
+        # Readiness ("", the service, .readiness) from periodic checks; .liveness stays
+        # SERVING until shutdown. The first round runs before the server answers.
+        monitor = self.health_monitor = HealthMonitor(
+            self._health,
+            SERVICE_NAME,
+            interval_s=s.health_check_interval_s,
+            timeout_s=s.health_check_timeout_s,
+        )
+        database = database_check(self._engine, timeout_s=s.health_check_timeout_s)
+        monitor.add_check("database", database)
+        monitor.add_check("sandbox", fixed_check(None if runner else "sandbox unavailable"))
+        warmup = Warmup("toolchain", toolchain.ensure)
+        if runner is not None:
+            monitor.add_check("toolchain", warmup.check)
+        await monitor.check_once()
+        self._track(monitor.run())
         await server.start()
 
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        await self._health.set("", serving)
-        await self._health.set(SERVICE_NAME, serving if runner else not_serving)
         # Model health is its own service name: a provider outage hits every replica
         # alike and template jobs still work, so probes must not restart pods for it.
         await self._health.set(MODEL_HEALTH_SERVICE, serving)
@@ -239,7 +257,7 @@ class App:
             every = timedelta(seconds=s.retention_interval_s)
             self._track(run_retention(self._engine, keep=keep, every=every))
         if runner is not None:
-            self._track(self._warm_toolchain(toolchain))
+            self._track(warmup.run())
             self._worker.start()
         host = s.listen_address.rsplit(":", 1)[0]
         tls = "plaintext"
@@ -288,13 +306,6 @@ class App:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _warm_toolchain(self, toolchain: Toolchain) -> None:
-        try:
-            path = await toolchain.ensure()
-            logger.info("toolchain ready at {}", path)
-        except Exception:
-            logger.exception("installing the plugin toolchain failed; jobs will retry it")
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful shutdown, in order: health off, stop claiming, end watch streams,

@@ -1,6 +1,9 @@
 """``python -m server.healthprobe``: exit 0 when the gRPC health service says SERVING.
 
 For container HEALTHCHECKs and scripts (Kubernetes uses its native gRPC probe instead).
+Service names (server/health_monitor.py): ``auton8n.v1.PluginService.liveness`` (the
+image's HEALTHCHECK: the process answers), ``auton8n.v1.PluginService.readiness`` or
+``""`` (the default: database, sandbox and toolchain usable).
 Asks ``grpc.health.v1.Health/Check`` on the server's own listen address (the
 ``AUTON8N_LISTEN_ADDRESS`` it was started with, a wildcard host replaced by loopback).
 Exit codes: 0 SERVING, 1 anything else (NOT_SERVING, unknown service, unreachable).

@@ -1,4 +1,11 @@
-"""Logging: one loguru sink (JSON or text), stdlib logging routed into it, secrets scrubbed."""
+"""Logging: one loguru sink (JSON or text), stdlib logging routed into it, secrets scrubbed.
+
+Context: the RequestContextInterceptor (server/api/request_context.py) binds
+``request_id``, ``method``, ``peer`` (and ``job_id`` when the request names one) around
+every RPC; ``LoggedPipeline`` binds ``job_id`` around a job's whole pipeline run (every
+phase, the generator, the sandbox) and writes one record per phase and per iteration.
+In JSON they are under ``record.extra``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,20 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Record
 
-__all__ = ["configure_logging", "scrub"]
+    from server.domain.results import IterationRecord
+    from server.domain.states import Phase
+    from server.pipeline.pipeline import PipelineOutcome
+    from server.pipeline.reporter import JobReporter
+    from server.worker import PipelineRunner
+
+__all__ = ["LoggedPipeline", "configure_logging", "scrub"]
 
 # Things that look like credentials: provider keys, bearer tokens, key=value secrets.
 _SECRET = re.compile(
     r"(sk-[A-Za-z0-9_-]{8,}|a8n_[0-9a-f]{12}_[A-Za-z0-9_-]{16,}|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|(?i:(?:api[_-]?key|token|secret|password)\s*[=:]\s*)[^\s,;\"']{6,})"
+    r"|(?i:(?:api[_-]?key|token|secret|password)\s*[=:]\s*)[^\s,;\"']{6,}"
+    # user:password@ in a URL (database URLs in connection errors)
+    r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@))"
 )
 
 
@@ -28,6 +43,16 @@ def scrub(text: str) -> str:
 
 def _patch(record: Record) -> None:
     record["message"] = scrub(record["message"])
+    extra = record["extra"]
+    for key, value in extra.items():
+        if isinstance(value, str):
+            extra[key] = scrub(value)
+
+
+def _stderr_sink(message: str) -> None:
+    # The whole formatted record once more: an exception's text and traceback are
+    # rendered after the patcher ran. sys.stderr looked up per call (tests swap it).
+    sys.stderr.write(scrub(message))
 
 
 class _Intercept(logging.Handler):
@@ -40,15 +65,57 @@ class _Intercept(logging.Handler):
 
 
 def configure_logging(level: str, fmt: str = "auto") -> None:
-    """Replace loguru's sinks with one on stderr; called once by the composition root."""
+    """Replace loguru's sinks with one on stderr; called once by the composition root.
+
+    Credentials are scrubbed from the message and string context values (every sink)
+    and from the whole formatted line of this sink (exception texts and tracebacks)."""
     serialize = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     logger.remove()
     options: dict[str, Any] = {"level": level.upper(), "serialize": serialize, "backtrace": False}
     if not serialize:
+        options["colorize"] = sys.stderr.isatty()
         options["format"] = (
             "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
             "{extra} <level>{message}</level>"
         )
+    else:
+        options["colorize"] = False
     logger.configure(patcher=_patch)
-    logger.add(sys.stderr, **options)
+    logger.add(_stderr_sink, **options)
     logging.basicConfig(handlers=[_Intercept()], level=logging.WARNING, force=True)
+
+
+class _LoggingReporter:
+    """Writes one record per phase and per iteration, then reports as ``inner`` does."""
+
+    def __init__(self, inner: JobReporter) -> None:
+        self._inner = inner
+
+    async def phase(
+        self, phase: Phase, *, iteration: int, progress: int, message: str = ""
+    ) -> None:
+        logger.info("phase {} (iteration {}, {}%) {}", phase.value, iteration, progress, message)
+        await self._inner.phase(phase, iteration=iteration, progress=progress, message=message)
+
+    async def log(self, message: str) -> None:
+        logger.debug("job: {}", message)
+        await self._inner.log(message)
+
+    async def iteration_finished(self, record: IterationRecord) -> None:
+        verdict = "passed" if record.passed else f"failed ({len(record.diagnostics)} diagnostics)"
+        logger.info("iteration {} {}", record.iteration, verdict)
+        await self._inner.iteration_finished(record)
+
+
+class LoggedPipeline:
+    """A PipelineRunner (server.worker) that runs ``inner`` with ``job_id`` in the log
+    context (a contextvar: tasks the pipeline starts inherit it) and logs its phases."""
+
+    def __init__(self, inner: PipelineRunner) -> None:
+        self._inner = inner
+
+    async def run(self, *, job_id: str, reporter: JobReporter, **kwargs: Any) -> PipelineOutcome:
+        with logger.contextualize(job_id=job_id):
+            return await self._inner.run(
+                job_id=job_id, reporter=_LoggingReporter(reporter), **kwargs
+            )

@@ -7,7 +7,9 @@ Built on ``asyncio.start_server`` (no web framework). One request per connection
   timeout leaves the previous values), then the registry in the Prometheus text format,
   rendered in a worker thread so a large registry never stalls the event loop.
 - ``GET /healthz``: 200 ``SERVING`` when ``health()`` returns True, else (False, an
-  error, or no answer within ``health_timeout_s``) 503 ``NOT_SERVING``.
+  error, or no answer within ``health_timeout_s``) 503 ``NOT_SERVING``. The server
+  passes ``grpc_health_check`` of its readiness service, so /healthz and the gRPC
+  readiness names always agree.
 - anything else: 404; other methods: 405.
 """
 

@@ -57,6 +57,11 @@ class Settings:
     retention_days: float = 30.0
     retention_interval_s: float = 3600.0
 
+    # Readiness: how often the database (and toolchain) are checked, and how long one
+    # check may take before it counts as failed.
+    health_check_interval_s: float = 5.0
+    health_check_timeout_s: float = 2.0
+
     # Streams and shutdown.
     watch_heartbeat_s: float = 10.0
     watch_poll_interval_s: float = 1.0
@@ -207,6 +212,8 @@ class Settings:
             "max_attempts",
             "watch_heartbeat_s",
             "retention_interval_s",
+            "health_check_interval_s",
+            "health_check_timeout_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -1,5 +1,8 @@
 """Server interceptors. ErrorInterceptor is the one place ServiceErrors become statuses,
-and the reason a request that does not parse is INVALID_ARGUMENT (not UNKNOWN).
+and the reason a request that does not parse is INVALID_ARGUMENT (not UNKNOWN). Other
+exceptions become INTERNAL (logged with their traceback), except a database that cannot
+be reached (connection refused or lost, pool timeout, SQLite file unusable or locked):
+UNAVAILABLE with reason DATABASE_UNAVAILABLE, which a client may retry.
 
 ``guard`` is the shared way for an interceptor to admit or refuse a call before the
 handler runs (authentication, rate limiting): a refusal is a ServiceError, sent with the
@@ -18,6 +21,8 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from loguru import logger
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from server.api.handlers import HANDLER_KINDS, rewrap
 from server.errors import (
@@ -26,6 +31,7 @@ from server.errors import (
     InvalidArgument,
     ResourceExhausted,
     ServiceError,
+    Unavailable,
 )
 
 __all__ = ["Admit", "After", "ErrorInterceptor", "abort_with", "guard", "status_for"]
@@ -105,16 +111,35 @@ def status_for(error: ServiceError) -> status_pb2.Status:
 async def abort_with(context: Context, error: ServiceError) -> Never:
     """End the call with ``error``'s status, details and trailers (raises AbortError)."""
     status = status_for(error)
+    # Trailers set earlier in the call (x-request-id) survive: abort replaces them.
+    kept = tuple((k, v) for k, v in context.trailing_metadata() or () if k != DETAILS_KEY)
     await context.abort(
         error.code,
         status.message,
-        trailing_metadata=((DETAILS_KEY, status.SerializeToString()), *error.trailers),
+        trailing_metadata=(*kept, (DETAILS_KEY, status.SerializeToString()), *error.trailers),
     )
 
 
 def _internal(method: str) -> ServiceError:
     logger.exception("unhandled error in {}", method)
     return ServiceError("internal error; see the server log")
+
+
+def _database_unreachable(exc: Exception) -> bool:
+    """Connection refused or lost, pool exhausted, SQLite file unusable or locked."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _unexpected(method: str, exc: Exception) -> ServiceError:
+    """An exception no layer mapped: UNAVAILABLE when the database is unreachable (the
+    call may be retried; health readiness turns NOT_SERVING too), else INTERNAL."""
+    if _database_unreachable(exc):
+        first = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
+        logger.warning("database unreachable in {}: {}: {}", method, type(exc).__name__, first)
+        return Unavailable("the database is unreachable; retry", reason="DATABASE_UNAVAILABLE")
+    return _internal(method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +183,8 @@ def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
                 await abort_with(context, exc)
             except grpc.aio.AbortError:
                 raise
-            except Exception:
-                await abort_with(context, _internal(method))
+            except Exception as exc:
+                await abort_with(context, _unexpected(method, exc))
 
         return stream
 
@@ -172,8 +197,8 @@ def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
             await abort_with(context, exc)
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            await abort_with(context, _internal(method))
+        except Exception as exc:
+            await abort_with(context, _unexpected(method, exc))
 
     return unary
 
@@ -185,8 +210,8 @@ async def _admit(method: str, admit: Admit, context: Context) -> After | None:
         await abort_with(context, exc)
     except grpc.aio.AbortError:
         raise
-    except Exception:
-        await abort_with(context, _internal(method))
+    except Exception as exc:
+        await abort_with(context, _unexpected(method, exc))
 
 
 def _returning_none(check: Callable[[Context], Awaitable[None]]) -> Admit:

@@ -36,7 +36,7 @@ from prometheus_client import Counter
 from server.api.handlers import rewrap
 from server.metrics import GrpcMethodMetrics, Metrics
 
-__all__ = ["MetricsInterceptor"]
+__all__ = ["MetricsInterceptor", "call_status"]
 
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
@@ -61,6 +61,14 @@ def _failure(exc: BaseException, context: _Context) -> grpc.StatusCode:
             return grpc.StatusCode.DEADLINE_EXCEEDED
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
+
+
+def call_status(context: _Context, failure: BaseException | None) -> grpc.StatusCode:
+    """The code a finished call ends with, given the exception it ended with (None: it
+    returned); the same rules as the ``grpc_code`` label."""
+    if failure is None:
+        return _status(context, grpc.StatusCode.OK)
+    return _failure(failure, context)
 
 
 class _CountingContext:

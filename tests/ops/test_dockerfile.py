@@ -142,7 +142,14 @@ def test_runtime_stage_contract() -> None:
     entrypoint = json.loads(next(args for kind, args in steps if kind == "ENTRYPOINT"))
     assert entrypoint[-2:] == ["auton8n", "serve"]
     healthcheck = next(args for kind, args in steps if kind == "HEALTHCHECK")
-    assert '["python", "-m", "server.healthprobe"]' in healthcheck
+    probe = json.loads(healthcheck.split("CMD", 1)[1])
+    assert probe == [
+        "python",
+        "-m",
+        "server.healthprobe",
+        "--service",
+        "auton8n.v1.PluginService.liveness",
+    ]
     assert instructions("builder") and instructions("toolchain")  # multi-stage
 
 

@@ -82,8 +82,10 @@ def test_probes_are_native_grpc(rendered: dict[str, list[dict[str, Any]]], overl
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert set(c[probe]) - {"periodSeconds", "timeoutSeconds", "failureThreshold"} == {"grpc"}
         assert c[probe]["grpc"]["port"] == 50051
-    assert c["livenessProbe"]["grpc"]["service"] == ""
-    assert c["readinessProbe"]["grpc"]["service"] == PLUGIN_SERVICE
+    # The names the server's HealthMonitor sets (tests/ops/test_health.py).
+    assert c["startupProbe"]["grpc"]["service"] == f"{PLUGIN_SERVICE}.liveness"
+    assert c["livenessProbe"]["grpc"]["service"] == f"{PLUGIN_SERVICE}.liveness"
+    assert c["readinessProbe"]["grpc"]["service"] == f"{PLUGIN_SERVICE}.readiness"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,0 +1,133 @@
+"""RequestContextInterceptor: every log record inside an RPC carries who and what.
+
+For the duration of each call (handler, inner interceptors, anything they await) the
+loguru context holds ``request_id``, ``method`` (the full gRPC method path), ``peer``
+and, when the request message has a well-formed ``job_id`` field, ``job_id``
+(``logger.contextualize``: a contextvar, so tasks the handler starts inherit it).
+
+``request_id``: the client's ``x-request-id`` metadata when it is 1-128 characters of
+``[A-Za-z0-9._~:/+=-]``, otherwise a fresh one (32 hex digits). It is sent back in the
+trailing metadata as ``x-request-id`` (on errors too, see ``abort_with``), so a client
+can quote it when reporting a problem. (Unrelated to ``CreatePluginRequest.request_id``,
+the idempotency key.)
+
+Each finished call also writes one DEBUG record, ``rpc <method> <code> <ms> ms``.
+
+Place it right after the MetricsInterceptor, before authentication, so refusals are
+logged with the context too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeAlias
+
+import grpc
+from loguru import logger
+
+from server.api.handlers import rewrap
+from server.api.metrics_interceptor import call_status
+
+__all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "request_id_from"]
+
+REQUEST_ID_KEY = "x-request-id"
+_Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=-]{1,128}")
+_SAFE_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def request_id_from(metadata: Iterable[tuple[str, Any]] | None) -> str:
+    """The client's ``x-request-id`` if it is safe to log and echo, else a new one."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and _SAFE_REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+def _context_of(method: str, request: Any, context: _Context) -> dict[str, str]:
+    fields = {
+        "request_id": request_id_from(context.invocation_metadata()),
+        "method": method,
+        "peer": context.peer() or "",
+    }
+    job_id = getattr(request, "job_id", None)
+    if isinstance(job_id, str) and _SAFE_JOB_ID.fullmatch(job_id):
+        fields["job_id"] = job_id
+    context.set_trailing_metadata(((REQUEST_ID_KEY, fields["request_id"]),))
+    return fields
+
+
+def _finished(method: str, context: _Context, failure: BaseException | None, t0: float) -> None:
+    code = call_status(context, failure)
+    ms = (time.perf_counter() - t0) * 1000
+    logger.debug("rpc {} {} {:.1f} ms", method, code.name, ms)
+
+
+def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """A wrapper of the same kind (async generator or coroutine) as ``behavior``."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
+            fields = _context_of(method, request, context)
+            t0 = time.perf_counter()
+            items = behavior(request, context)
+            failure: BaseException | None = None
+            # The context is entered around each step, never across a yield: the
+            # generator may be finished (aclose) from another task's context.
+            try:
+                while True:
+                    with logger.contextualize(**fields):
+                        try:
+                            item = await items.__anext__()
+                        except StopAsyncIteration:
+                            break
+                    yield item
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                with logger.contextualize(**fields):
+                    await items.aclose()
+                    _finished(method, context, failure, t0)
+
+        return stream
+
+    if not inspect.iscoroutinefunction(behavior):
+        return behavior  # a sync handler runs in a thread pool: not ours to wrap
+
+    async def call(request: Any, context: _Context) -> Any:
+        fields = _context_of(method, request, context)
+        t0 = time.perf_counter()
+        failure: BaseException | None = None
+        with logger.contextualize(**fields):
+            try:
+                return await behavior(request, context)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                _finished(method, context, failure, t0)
+
+    return call
+
+
+# unused-ignore: without grpc stubs (types-grpcio) ServerInterceptor is Any.
+class RequestContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+    """Binds the request's log context; see the module docstring."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        return rewrap(handler, lambda _kind, behavior: _wrap(method, behavior))
