@@ -244,6 +244,11 @@ async def _execute(
             _signal_group(proc.pid, signal.SIGKILL)
         if not reader.done():
             reader.cancel()
+            # A pipe nobody reads any more may never see its EOF: close the transport
+            # (and its pipes) now rather than leave it to the garbage collector.
+            transport = getattr(proc, "_transport", None)
+            if transport is not None:
+                transport.close()
     returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     return CommandResult(
         argv=tuple(shown_argv),
@@ -364,6 +369,9 @@ class BubblewrapRunner:
                     workspace,
                     user[0],
                 )
+            # An earlier command may have handed it over: take it back, or root in the
+            # sandbox's user namespace could not write files owned by an unmapped user.
+            _hand_over(workspace, os.geteuid(), os.getegid())
             return False
         _hand_over(workspace, *user)
         return True

@@ -9,6 +9,7 @@ import asyncio
 import random
 import signal
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,7 @@ import pytest
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 
-from client import PluginClient
+from client import PluginClient, Retry
 from tests.conftest import load_spec
 from tests.e2e.serverproc import ServerProcess
 from tests.helpers import TERMINAL, create_request, wait_for_state
@@ -43,7 +44,10 @@ def free_port() -> int:
 async def follow(target: str, job_id: str, seen: list[int]) -> pb.JobEvent:
     """Watch through restarts with the real client (it resumes from its last seq)."""
     last = None
-    async with PluginClient(target) as client:
+    # The first kill may come before the first message: a server restarting under load
+    # (imports alone take seconds) must be waited for, not reported as never reached.
+    patient = Retry(timeout=timedelta(seconds=120), connect_timeout=timedelta(seconds=120))
+    async with PluginClient(target, retry=patient) as client:
         async for event in client.watch(job_id):
             if event.seq:
                 seen.append(event.seq)

@@ -280,3 +280,22 @@ async def test_unsandboxed_runner_warns_scrubs_and_kills(
     )
     assert result.timed_out and time.monotonic() - started < 3
     assert await gone("sleep 6021") and await gone("sleep 6022")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server switches the sandbox user")
+async def test_falling_back_to_root_takes_the_workspace_back(dirs: tuple[Path, Path]) -> None:
+    """A workspace handed to nobody, then unreachable for nobody (a parent lost o+x): the
+    command runs as root (loudly) and can still write, because the workspace is taken
+    back first (root in the sandbox's namespace cannot write an unmapped user's files)."""
+    toolchain, workspace = dirs
+    runner = BubblewrapRunner(toolchain)
+    first = await runner.run(["sh", "-c", "touch first && id -u"], cwd=workspace)
+    assert first.ok and first.output.strip() == "65534", first.output
+    assert (workspace / "first").stat().st_uid == 65534
+    workspace.parent.chmod(0o700)
+    try:
+        second = await runner.run(["sh", "-c", "touch second && id -u"], cwd=workspace)
+    finally:
+        workspace.parent.chmod(0o755)
+    assert second.ok, second.output
+    assert (workspace / "second").exists()

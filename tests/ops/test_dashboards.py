@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import promql_parser as promql
 import pytest
 import yaml
 from prometheus_client import generate_latest
@@ -131,7 +132,6 @@ def test_every_referenced_metric_is_exported(expr: str, exported: set[str]) -> N
 def test_expressions_parse_and_the_regex_agrees_with_the_parser(expr: str) -> None:
     """A real PromQL parser (promql-parser) validates the syntax and cross-checks the
     regex extraction above."""
-    promql = pytest.importorskip("promql_parser")
     ast = promql.parse(expr)
     names: set[str] = set()
 
