@@ -248,6 +248,7 @@ class App:
             self.metrics.registry,
             s.metrics_address,
             health=grpc_health_check(self._health, SERVICE_NAME),
+            liveness=grpc_health_check(self._health, monitor.liveness_service),
             refresh=refresh,
         )
         self.metrics_port = await self._metrics_http.start()

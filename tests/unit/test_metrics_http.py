@@ -90,6 +90,27 @@ async def test_healthz_follows_the_health_callable(
     assert (down.status, down.body) == (503, b"NOT_SERVING\n")
 
 
+async def test_livez_follows_its_own_callable(metrics: Metrics) -> None:
+    ready, alive = Health(), Health()
+    server = MetricsHttpServer(metrics.registry, "127.0.0.1:0", health=ready, liveness=alive)
+    await server.start()
+    try:
+        ready.serving = False  # not ready (the database is away) but alive
+        assert (await get(server.port, "/healthz")).status == 503
+        assert (await get(server.port, "/livez")).status == 200
+        alive.serving = False  # shutting down
+        assert (await get(server.port, "/livez")).body == b"NOT_SERVING\n"
+    finally:
+        await server.stop()
+
+
+async def test_no_livez_without_a_liveness_check(
+    served: tuple[MetricsHttpServer, Health],
+) -> None:
+    server, _ = served
+    assert (await get(server.port, "/livez")).status == 404
+
+
 async def test_not_found_bad_method_and_garbage(
     served: tuple[MetricsHttpServer, Health],
 ) -> None:
