@@ -169,7 +169,10 @@ class Worker:
 
     def _spawn(self, claim: Claim) -> None:
         job_id = claim.job.id
-        task = asyncio.create_task(self._execute(claim), name=f"job-{job_id}")
+        # The task copies this context: job_id on every log record of the job's run,
+        # its heartbeat and lease release included.
+        with logger.contextualize(job_id=job_id):
+            task = asyncio.create_task(self._execute(claim), name=f"job-{job_id}")
         self._running[job_id] = _Running(task)
 
         def done(_: asyncio.Task[None]) -> None:
@@ -218,14 +221,13 @@ class Worker:
 
     async def _execute(self, claim: Claim) -> None:
         job, token = claim.job, claim.token
-        log = logger.bind(job_id=job.id)
-        log.info("job claimed (attempt {})", job.attempt)
+        logger.info("job claimed (attempt {})", job.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(job.id, token), name=f"lease-{job.id}")
         phases = PhaseTimer(self._metrics)
         try:
             outcome = await self._run_pipeline(claim, phases)
             await self._finish(job, token, outcome)
-            log.info("job finished: {}", "succeeded" if outcome.succeeded else "failed")
+            logger.info("job finished: {}", "succeeded" if outcome.succeeded else "failed")
         except TimeoutError:
             await self._fail(
                 job,
@@ -238,19 +240,19 @@ class Worker:
             code = _FAILURE_CODES.get(exc.reason, "ABORTED")
             await self._fail(job, token, code, exc.reason, str(exc))
         except LeaseLost:
-            log.warning("lease lost; another worker owns the job now")
+            logger.warning("lease lost; another worker owns the job now")
         except asyncio.CancelledError:
             running = self._running.get(job.id)
             reason = running.stop_reason if running else "shutdown"
             if reason == "shutdown":
                 with contextlib.suppress(LeaseLost):
                     await asyncio.shield(self._store.release(job.id, token, "server shutting down"))
-                log.info("job released for another worker")
+                logger.info("job released for another worker")
             else:
-                log.info("job stopped: {}", reason)
+                logger.info("job stopped: {}", reason)
             raise
         except Exception as exc:
-            log.exception("job crashed")
+            logger.exception("job crashed")
             await self._fail(job, token, "INTERNAL", "INTERNAL", f"internal error: {exc!r}")
         finally:
             phases.stop()
