@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["HANDLER_KINDS", "rewrap"]
+__all__ = ["HANDLER_KINDS", "HandlerCache", "rewrap"]
 
 # (handler attribute, grpc_type label, constructor) for the four RPC shapes.
 HANDLER_KINDS: tuple[tuple[str, str, Callable[..., grpc.RpcMethodHandler[Any, Any]]], ...] = (
@@ -32,3 +32,31 @@ def rewrap(
                 response_serializer=handler.response_serializer,
             )
     return handler
+
+
+class HandlerCache:
+    """An interceptor's wrapped handlers by method, so each is built once, not per call.
+
+    grpc.aio asks every interceptor for a handler on every call; the handler a method
+    resolves to (the servicer's table entry, or the next interceptor's cached wrapper) is
+    the same object each time, so its wrapper can be reused. A different inner handler is
+    wrapped anew. Only methods that have a handler are cached: a bounded set.
+    """
+
+    def __init__(self, max_methods: int = 1024) -> None:
+        self._max = max_methods
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def get(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler[Any, Any],
+        build: Callable[[], grpc.RpcMethodHandler[Any, Any]],
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        hit = self._wrapped.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = build()
+        if len(self._wrapped) < self._max or method in self._wrapped:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped

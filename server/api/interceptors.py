@@ -24,7 +24,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from server.api.handlers import HANDLER_KINDS, rewrap
+from server.api.handlers import HANDLER_KINDS, HandlerCache, rewrap
 from server.errors import (
     ERROR_DOMAIN,
     FieldViolation,
@@ -291,6 +291,9 @@ def guard(
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -302,6 +305,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        return self._handlers.get(method, handler, lambda: self._build(method, handler))
+
+    @staticmethod
+    def _build(
+        method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         deserialize = handler.request_deserializer
         if handler.request_streaming or deserialize is None:
             return rewrap(handler, lambda _kind, behavior: _wrap(method, behavior))

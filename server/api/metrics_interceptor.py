@@ -33,7 +33,7 @@ from typing import Any, TypeAlias
 import grpc
 from prometheus_client import Counter
 
-from server.api.handlers import rewrap
+from server.api.handlers import HandlerCache, rewrap
 from server.metrics import GrpcMethodMetrics, Metrics
 
 __all__ = ["MetricsInterceptor", "call_status"]
@@ -163,6 +163,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unus
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._handlers = HandlerCache()
 
     async def intercept_service(
         self,
@@ -175,9 +176,13 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unus
         if handler is None:
             return handler
         method, streaming = handler_call_details.method, handler.request_streaming
-        return rewrap(
+        return self._handlers.get(
+            method,
             handler,
-            lambda kind, behavior: _wrap(
-                behavior, self._metrics.grpc_method(kind, method), request_streaming=streaming
+            lambda: rewrap(
+                handler,
+                lambda kind, behavior: _wrap(
+                    behavior, self._metrics.grpc_method(kind, method), request_streaming=streaming
+                ),
             ),
         )

@@ -31,7 +31,7 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
-from server.api.handlers import rewrap
+from server.api.handlers import HandlerCache, rewrap
 from server.api.interceptors import After, Context, guard
 from server.auth.buckets import BucketPolicy, Buckets, Decision
 from server.auth.principal import client_key, principal_or_none
@@ -114,6 +114,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         self._buckets = buckets
         self._metrics = metrics
         self._watches: dict[str, int] = {}  # client key -> open WatchJob streams
+        self._handlers = HandlerCache()
 
     def open_watches(self, key: str) -> int:
         return self._watches.get(key, 0)
@@ -129,6 +130,11 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_EXEMPT_PREFIXES):
             return handler
+        return self._handlers.get(method, handler, lambda: self._build(method, handler))
+
+    def _build(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         admit = functools.partial(self._admit, method)
         return rewrap(handler, lambda _kind, behavior: guard(method, behavior, admit))
 

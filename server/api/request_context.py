@@ -29,7 +29,7 @@ from typing import Any, TypeAlias
 import grpc
 from loguru import logger
 
-from server.api.handlers import rewrap
+from server.api.handlers import HandlerCache, rewrap
 from server.api.metrics_interceptor import call_status
 
 __all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "request_id_from"]
@@ -119,6 +119,9 @@ def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
 class RequestContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
     """Binds the request's log context; see the module docstring."""
 
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -130,4 +133,6 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mis
         if handler is None:
             return None
         method = handler_call_details.method
-        return rewrap(handler, lambda _kind, behavior: _wrap(method, behavior))
+        return self._handlers.get(
+            method, handler, lambda: rewrap(handler, lambda _kind, b: _wrap(method, b))
+        )

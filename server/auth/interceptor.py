@@ -22,7 +22,7 @@ from grpc_health.v1 import health
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 
-from server.api.handlers import rewrap
+from server.api.handlers import HandlerCache, rewrap
 from server.api.interceptors import After, Context, guard
 from server.auth.failures import FailureThrottle
 from server.auth.principal import ANONYMOUS, Principal, client_key, set_principal
@@ -63,6 +63,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._tokens = tokens
         self._required = required
         self._failures = failures
+        self._handlers = HandlerCache()
 
     async def _anonymous(self, context: Context) -> After | None:
         set_principal(ANONYMOUS)
@@ -112,6 +113,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_EXEMPT_PREFIXES):
             return handler
+        return self._handlers.get(method, handler, lambda: self._build(method, handler))
+
+    def _build(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if not self._required:
             return rewrap(handler, lambda _kind, b: guard(method, b, self._anonymous))
         return rewrap(

@@ -116,11 +116,15 @@ class TokenStore:
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._forgets = 0  # a check that overlapped a forget() does not cache its answer
+        # Token id -> the lookup in flight: calls that miss together share one read (no
+        # stampede on the database when a busy token's cached check expires).
+        self._pending: dict[str, asyncio.Future[_Cached]] = {}
 
     def forget(self, token_id: str) -> None:
         """Drop a cached check (the token was revoked somewhere)."""
         self._forgets += 1
         self._cache.pop(token_id, None)
+        self._pending.pop(token_id, None)  # later calls must not join a lookup from before
 
     def on_notify(self, payload: str) -> bool:
         """Handle a NOTIFY payload; True when it was a token revocation."""
@@ -195,16 +199,32 @@ class TokenStore:
         now = self._clock()
         cached = self._cache.get(token_id)
         if cached is None or cached[0] <= now:
-            forgets = self._forgets
-            cached = await self._lookup(token_id, now + self._cache_s)
-            if self._cache_s > 0 and forgets == self._forgets:
-                if len(self._cache) >= _CACHE_MAX:
-                    self._cache.clear()
-                self._cache[token_id] = cached
+            cached = await self._refresh(token_id, now)
         _, digest, principal = cached
         if digest is None or not hmac.compare_digest(digest, hash_secret(secret)):
             return None
         return principal
+
+    async def _refresh(self, token_id: str, now: float) -> _Cached:
+        pending = self._pending.get(token_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup_and_cache(token_id, now))
+            self._pending[token_id] = pending
+            pending.add_done_callback(lambda done: self._settled(token_id, done))
+        return await asyncio.shield(pending)
+
+    def _settled(self, token_id: str, done: asyncio.Future[_Cached]) -> None:
+        if self._pending.get(token_id) is done:
+            del self._pending[token_id]
+
+    async def _lookup_and_cache(self, token_id: str, now: float) -> _Cached:
+        forgets = self._forgets
+        cached = await self._lookup(token_id, now + self._cache_s)
+        if self._cache_s > 0 and forgets == self._forgets:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[token_id] = cached
+        return cached
 
     @shielded
     async def _lookup(self, token_id: str, expires: float) -> _Cached:

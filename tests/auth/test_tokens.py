@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.auth.principal import Role
@@ -140,3 +143,34 @@ async def test_bad_tenants_and_names_are_refused(
 ) -> None:
     with pytest.raises(ValueError):
         await TokenStore(engine).create(tenant=tenant, name=name)
+
+
+async def test_concurrent_misses_share_one_lookup(
+    tmp_path: Path,
+) -> None:
+    """A busy token's check missing the cache: the calls in flight share one read, and a
+    revocation still wins at once."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tokens.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    reads = 0
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal reads
+        if "FROM api_tokens" in statement:
+            reads += 1
+
+    store = TokenStore(engine, cache_s=60)
+    try:
+        issued = await store.create(tenant="acme")
+        results = await asyncio.gather(*(store.authenticate(issued.token) for _ in range(50)))
+        assert all(r is not None and r.tenant == "acme" for r in results)
+        assert reads == 1
+        pending = asyncio.ensure_future(store.authenticate(issued.token))  # cached: no read
+        assert await pending is not None and reads == 1
+        await store.revoke(issued.info.id)
+        assert await store.authenticate(issued.token) is None
+    finally:
+        await store.close()
+        await engine.dispose()
