@@ -55,11 +55,16 @@ demo: toolchain
 test: toolchain
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Benchmarks (loopback only, bounded); results in bench/results/, tables in BENCHMARKS.md.
+# Benchmarks (loopback only, each step bounded; about 13 minutes on 2 cores): results in
+# bench/results/ (issue 9: performance.json), tables in BENCHMARKS.md.
 bench: toolchain
-	$(PY) -m bench.pipeline_bench
-	$(PY) -m bench.durability_bench
-	$(PY) -m bench.prompt_sizes
+	timeout 600 $(PY) -m bench.pipeline_bench -n 3
+	timeout 300 $(PY) -m bench.durability_bench
+	timeout 60 $(PY) -m bench.prompt_sizes
+	timeout 600 $(PY) -m bench.unary_bench
+	timeout 300 $(PY) -m bench.watch_bench
+	timeout 300 $(PY) -m bench.watch_bench --gc-freeze --probe --key watch_gc_freeze_what_if
+	timeout 900 $(PY) -m bench.jobs_bench
 
 check: setup
 	$(VENV)/bin/ruff check server client tests scripts bench

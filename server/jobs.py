@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +25,7 @@ from server.domain.validation import (
     validate_spec,
 )
 from server.errors import InvalidArgument, Unavailable
-from server.events import EventHub
+from server.events import PAGE, EventHub
 from server.generators.registry import GeneratorRegistry, UnknownModel
 from server.metrics import Metrics
 from server.settings import Settings
@@ -57,6 +57,7 @@ class Heartbeat:
 
 
 WatchItem = Snapshot | Heartbeat | JobEventRecord
+_Read = tuple[int, "asyncio.Future[Job]"]  # (JobCache.epoch when it started, the read)
 
 
 class JobService:
@@ -85,6 +86,7 @@ class JobService:
             max_iterations=settings.max_iterations_limit,
         )
         self._draining = asyncio.Event()
+        self._reads: dict[tuple[str, str | None], _Read] = {}  # job reads in flight
 
     # -- create ------------------------------------------------------------------
 
@@ -140,7 +142,30 @@ class JobService:
     # -- read ----------------------------------------------------------------------
 
     async def get(self, job_id: str, *, tenant: str | None) -> Job:
-        return await self._store.get_job(_check_id(job_id), tenant)
+        """The job; NotFound if missing or another tenant's. A finished job may come from
+        the hub's cache (``EventHub.jobs``: dropped on any change or delete)."""
+        job_id = _check_id(job_id)
+        cache = self._hub.jobs
+        cached = cache.get(job_id)
+        if cached is not None and (tenant is None or cached.tenant == tenant):
+            return cached
+        # Calls that miss together share one read, unless something changed since it
+        # started (then it may predate a commit the caller has seen: read again).
+        key, epoch = (job_id, tenant), cache.epoch
+        read = self._reads.get(key)
+        if read is None or read[0] != epoch:
+            read = (epoch, asyncio.ensure_future(self._store.get_job(job_id, tenant)))
+            self._reads[key] = read
+            read[1].add_done_callback(functools.partial(self._read_done, key, read))
+        return await asyncio.shield(read[1])
+
+    def _read_done(
+        self, key: tuple[str, str | None], read: _Read, done: asyncio.Future[Job]
+    ) -> None:
+        if self._reads.get(key) is read:
+            del self._reads[key]
+        if not done.cancelled() and done.exception() is None:
+            self._hub.jobs.put(done.result(), read[0])
 
     async def list(
         self, *, tenant: str | None, state: JobState | None, page_size: int, page_token: str
@@ -179,6 +204,7 @@ class JobService:
     def drain(self) -> None:
         """End every watch stream with UNAVAILABLE (clients resume elsewhere)."""
         self._draining.set()
+        self._hub.wake_all()
 
     async def watch(
         self, job_id: str, *, tenant: str | None, after_seq: int
@@ -190,17 +216,25 @@ class JobService:
         """
         if after_seq < 0:
             raise InvalidArgument("after_seq is negative", [FieldViolation("after_seq", ">= 0")])
-        job = await self._store.get_job(_check_id(job_id), tenant)
+        job = await self.get(job_id, tenant=tenant)
         yield Snapshot(job)
         cursor = after_seq
         if job.state in TERMINAL_STATES and cursor >= job.last_event_seq:
             return
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
-        with self._hub.subscribe(job.id) as wake:
+        fetch = functools.partial(self._store.events_after, job.id)
+        read_job = functools.partial(self._store.get_job, job.id, tenant)
+        poll_s = self._settings.watch_poll_interval_s
+        with self._hub.subscribe(job.id, fetch, cursor, poll_s=poll_s) as sub:
+            # The first look needs a read that started after this: it then sees every
+            # event committed before, here or on another replica.
+            not_before: float | None = loop.time()
             while True:
-                wake.clear()
-                for event in await self._store.events_after(job.id, cursor):
+                sub.wake.clear()
+                events = await sub.topic.events_after(cursor, not_before=not_before)
+                not_before = None
+                for event in events:
                     cursor = event.seq
                     job = event.job
                     last_sent = loop.time()
@@ -211,24 +245,23 @@ class JobService:
                     raise Unavailable(
                         "server is shutting down; resume with after_seq", reason="DRAINING"
                     )
+                if len(events) >= PAGE:
+                    continue  # more are waiting
                 until_heartbeat = self._settings.watch_heartbeat_s - (loop.time() - last_sent)
                 if until_heartbeat <= 0:
-                    job = await self._store.get_job(job.id, tenant)  # NotFound once deleted
+                    # NotFound once deleted; one read for every watcher due at once.
+                    job = await sub.topic.job(tenant, read_job)
                     last_sent = loop.time()
                     yield Heartbeat(job)
                     continue
-                timeout = min(self._settings.watch_poll_interval_s, until_heartbeat)
-                drained = asyncio.ensure_future(self._draining.wait())
-                woken = asyncio.ensure_future(wake.wait())
+                # New events (the topic's reads, its poll included) or the drain set the
+                # wake-up; a plain timer handle for the heartbeat (not asyncio.timeout:
+                # 1,000 streams wait at once).
+                timer = loop.call_later(until_heartbeat, sub.wake.set)
                 try:
-                    await asyncio.wait(
-                        {drained, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    await sub.wake.wait()
                 finally:
-                    for f in (drained, woken):
-                        f.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await f
+                    timer.cancel()
 
 
 def _check_id(job_id: str) -> str:

@@ -167,14 +167,21 @@ def job_to_proto(job: Job) -> pb.Job:
     return message
 
 
-def snapshot_to_proto(job: Job) -> pb.JobEvent:
+def snapshot_to_proto(job: Job, message: pb.Job | None = None) -> pb.JobEvent:
+    """``message``: ``job`` already converted (by ``job_to_proto``), if the caller has it."""
     return pb.JobEvent(
-        seq=0, time=_timestamp(job.update_time), job=job_to_proto(job), snapshot=pb.Snapshot()
+        seq=0,
+        time=_timestamp(job.update_time),
+        job=message or job_to_proto(job),
+        snapshot=pb.Snapshot(),
     )
 
 
-def heartbeat_to_proto(job: Job, now: datetime) -> pb.JobEvent:
-    return pb.JobEvent(seq=0, time=_timestamp(now), job=job_to_proto(job), heartbeat=pb.Heartbeat())
+def heartbeat_to_proto(job: Job, now: datetime, message: pb.Job | None = None) -> pb.JobEvent:
+    """``message``: ``job`` already converted (by ``job_to_proto``), if the caller has it."""
+    return pb.JobEvent(
+        seq=0, time=_timestamp(now), job=message or job_to_proto(job), heartbeat=pb.Heartbeat()
+    )
 
 
 def event_to_proto(event: JobEventRecord) -> pb.JobEvent:

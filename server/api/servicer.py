@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from auton8n.v1 import plugin_service_pb2 as pb
@@ -20,6 +21,33 @@ __all__ = ["PluginServicer"]
 
 CHUNK_BYTES = 64 * 1024
 Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Memo(Generic[T, R]):
+    """``convert(obj)`` remembered for the last ``size`` objects, by identity.
+
+    The job service hands out one object per stored version where it can (a cached
+    finished job; an event that every watcher of the job gets), so each is converted once,
+    not once per call or stream. An entry holds its object, so its id is not reused
+    while the entry lives. The messages are shared: nothing may change them.
+    """
+
+    def __init__(self, convert: Callable[[T], R], size: int) -> None:
+        self._convert = convert
+        self._size = size
+        self._items: OrderedDict[int, tuple[T, R]] = OrderedDict()
+
+    def __call__(self, obj: T) -> R:
+        hit = self._items.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        result = self._convert(obj)
+        self._items[id(obj)] = (obj, result)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return result
 
 
 class PluginServicer(pb_grpc.PluginServiceServicer):  # type: ignore[misc]
@@ -31,6 +59,8 @@ class PluginServicer(pb_grpc.PluginServiceServicer):  # type: ignore[misc]
     ) -> None:
         self._jobs = jobs
         self._identify = identify
+        self._job_pb = _Memo(convert.job_to_proto, 256)
+        self._event_pb = _Memo(convert.event_to_proto, 1024)
 
     def _scope(self) -> str | None:
         """The tenant whose jobs the caller may see and change; None: every tenant (admin).
@@ -49,7 +79,7 @@ class PluginServicer(pb_grpc.PluginServiceServicer):  # type: ignore[misc]
         return convert.job_to_proto(job)
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
-        return convert.job_to_proto(await self._jobs.get(request.job_id, tenant=self._scope()))
+        return self._job_pb(await self._jobs.get(request.job_id, tenant=self._scope()))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         try:
@@ -80,11 +110,11 @@ class PluginServicer(pb_grpc.PluginServiceServicer):  # type: ignore[misc]
         items = self._jobs.watch(request.job_id, tenant=self._scope(), after_seq=request.after_seq)
         async for item in items:
             if isinstance(item, Snapshot):
-                yield convert.snapshot_to_proto(item.job)
+                yield convert.snapshot_to_proto(item.job, self._job_pb(item.job))
             elif isinstance(item, Heartbeat):
-                yield convert.heartbeat_to_proto(item.job, utcnow())
+                yield convert.heartbeat_to_proto(item.job, utcnow(), self._job_pb(item.job))
             else:
-                yield convert.event_to_proto(item)
+                yield self._event_pb(item)
 
     async def DownloadArtifact(
         self, request: pb.DownloadArtifactRequest, context: Context

@@ -4,7 +4,8 @@ Every runner starts the command with an environment built from scratch (nothing 
 server's environment is inherited, so ``ANTHROPIC_API_KEY`` never reaches a child), in
 its own session/process group, reads merged stdout+stderr incrementally with a head+tail
 cap, and on timeout or asyncio cancellation kills the whole group (SIGTERM,
-``kill_grace_s``, SIGKILL). Cancellation is re-raised, never swallowed.
+``kill_grace_s``, SIGKILL). Cancellation is re-raised, never swallowed. Commands run
+niced (``BUILD_NICENESS``) so that the server's event loop keeps the CPU it needs.
 
 Runners:
 
@@ -41,6 +42,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 __all__ = [
+    "BUILD_NICENESS",
     "BubblewrapRunner",
     "CommandResult",
     "CommandRunner",
@@ -52,6 +54,10 @@ __all__ = [
 ]
 
 _READ_CHUNK = 64 * 1024
+# Commands run at this niceness (``nice -n``): builds take every idle cycle, but the
+# server's event loop gets the CPU first when it needs it, so RPCs stay fast while jobs
+# build (2 cores, node tools that use both). 0 runs them at the server's own priority.
+BUILD_NICENESS = 10
 _DRAIN_AFTER_EXIT_S = 1.0
 _SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 _NOBODY = 65534
@@ -208,6 +214,10 @@ async def _execute(
             ]
         else:
             identity = {"user": as_user[0], "group": as_user[1], "extra_groups": []}
+    nice = shutil.which("nice", path="/usr/bin:/bin") if BUILD_NICENESS else None
+    if nice:
+        # Inherited by every process of the command (set before it forks anything).
+        argv = [nice, "-n", str(BUILD_NICENESS), *argv]
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

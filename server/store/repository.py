@@ -20,7 +20,6 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlmodel import col
 
 from server.domain.events import EventKind, JobEventRecord
 from server.domain.job import ArtifactInfo, Job, JobError, utcnow
@@ -78,9 +77,9 @@ def _settle(task: asyncio.Future[Any]) -> None:
 def _busy_tenants(limit: int) -> Any:
     """Tenants but "" with at least ``limit`` RUNNING jobs (a subquery for claim)."""
     return (
-        select(col(JobRow.tenant))
-        .where(col(JobRow.state) == JobState.RUNNING.value, col(JobRow.tenant) != "")
-        .group_by(col(JobRow.tenant))
+        select(JobRow.tenant)
+        .where(JobRow.state == JobState.RUNNING.value, JobRow.tenant != "")
+        .group_by(JobRow.tenant)
         .having(func.count() >= limit)
     )
 
@@ -189,8 +188,8 @@ class Store:
             rows = (
                 await session.execute(
                     select(EventRow)
-                    .where(col(EventRow.job_id) == job_id, col(EventRow.seq) > after_seq)
-                    .order_by(col(EventRow.seq))
+                    .where(EventRow.job_id == job_id, EventRow.seq > after_seq)
+                    .order_by(EventRow.seq)
                     .limit(limit)
                 )
             ).scalars()
@@ -241,9 +240,7 @@ class Store:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(JobRow).where(
-                        col(JobRow.tenant) == tenant, col(JobRow.request_id) == request_id
-                    )
+                    select(JobRow).where(JobRow.tenant == tenant, JobRow.request_id == request_id)
                 )
             ).scalar_one_or_none()
             return job_from_row(row) if row else None
@@ -269,11 +266,10 @@ class Store:
                     select(func.count())
                     .select_from(JobRow)
                     .where(
-                        col(JobRow.state) == JobState.QUEUED.value,
+                        JobRow.state == JobState.QUEUED.value,
                         or_(
-                            col(JobRow.create_time) < row.create_time,
-                            (col(JobRow.create_time) == row.create_time)
-                            & (col(JobRow.id) < row.id),
+                            JobRow.create_time < row.create_time,
+                            (JobRow.create_time == row.create_time) & (JobRow.id < row.id),
                         ),
                     )
                 )
@@ -292,18 +288,18 @@ class Store:
         """Newest first; ``after`` is the (create_time, id) of the last job already seen."""
         query = select(JobRow)
         if tenant is not None:
-            query = query.where(col(JobRow.tenant) == tenant)
+            query = query.where(JobRow.tenant == tenant)
         if state is not None:
-            query = query.where(col(JobRow.state) == state.value)
+            query = query.where(JobRow.state == state.value)
         if after is not None:
             t, i = after
             query = query.where(
                 or_(
-                    col(JobRow.create_time) < t,
-                    (col(JobRow.create_time) == t) & (col(JobRow.id) < i),
+                    JobRow.create_time < t,
+                    (JobRow.create_time == t) & (JobRow.id < i),
                 )
             )
-        query = query.order_by(col(JobRow.create_time).desc(), col(JobRow.id).desc()).limit(limit)
+        query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(limit)
         async with self._sessions() as session:
             return [job_from_row(r) for r in (await session.execute(query)).scalars()]
 
@@ -332,8 +328,11 @@ class Store:
                     reason="JOB_ACTIVE",
                 )
             for table in (EventRow, IterationRow, ArtifactRow):
-                await session.execute(delete(table).where(col(table.job_id) == job_id))
+                await session.execute(delete(table).where(table.job_id == job_id))
             await session.delete(row)
+            # Announced like an event: caches of the job (here and on other replicas)
+            # forget it, and its watchers look again (and find it gone).
+            session.info.setdefault(_CHANGED, set()).add(job_id)
 
     @shielded
     async def get_artifact(self, job_id: str, tenant: str | None) -> tuple[ArtifactInfo, bytes]:
@@ -354,7 +353,7 @@ class Store:
     async def count_jobs(self, state: JobState) -> int:
         """How many jobs are in ``state`` (all tenants); for the queue-depth gauge."""
         async with self._sessions() as session:
-            query = select(func.count()).select_from(JobRow).where(col(JobRow.state) == state.value)
+            query = select(func.count()).select_from(JobRow).where(JobRow.state == state.value)
             return int((await session.execute(query)).scalar_one())
 
     @shielded
@@ -372,22 +371,22 @@ class Store:
         skipped: set[str] = set()  # tenants found at their limit under the tenant lock
         async with self._tx() as session:
             while True:
-                queued = col(JobRow.state) == JobState.QUEUED.value
+                queued = JobRow.state == JobState.QUEUED.value
                 if max_per_tenant > 0:
-                    queued &= col(JobRow.tenant).not_in(_busy_tenants(max_per_tenant))
+                    queued &= JobRow.tenant.not_in(_busy_tenants(max_per_tenant))
                     if skipped:
-                        queued &= col(JobRow.tenant).not_in(sorted(skipped))
+                        queued &= JobRow.tenant.not_in(sorted(skipped))
                 row = (
                     await session.execute(
                         select(JobRow)
                         .where(
                             or_(
                                 queued,
-                                (col(JobRow.state) == JobState.RUNNING.value)
-                                & (col(JobRow.lease_expires_at) < now),
+                                (JobRow.state == JobState.RUNNING.value)
+                                & (JobRow.lease_expires_at < now),
                             )
                         )
-                        .order_by(col(JobRow.create_time), col(JobRow.id))
+                        .order_by(JobRow.create_time, JobRow.id)
                         .limit(1)
                         .with_for_update(skip_locked=True)
                     )
@@ -441,7 +440,7 @@ class Store:
         running = await session.scalar(
             select(func.count())
             .select_from(JobRow)
-            .where(col(JobRow.tenant) == tenant, col(JobRow.state) == JobState.RUNNING.value)
+            .where(JobRow.tenant == tenant, JobRow.state == JobState.RUNNING.value)
         )
         return int(running or 0)
 
@@ -529,8 +528,8 @@ class Store:
             row = (
                 await session.execute(
                     select(IterationRow)
-                    .where(col(IterationRow.job_id) == job_id)
-                    .order_by(col(IterationRow.iteration).desc())
+                    .where(IterationRow.job_id == job_id)
+                    .order_by(IterationRow.iteration.desc())
                     .limit(1)
                 )
             ).scalar_one_or_none()
