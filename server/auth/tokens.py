@@ -7,7 +7,7 @@ time. sha256 without salt or stretching is enough for 256 random bits (nothing t
 
 Checks are cached for ``cache_s`` seconds (AUTON8N_AUTH_CACHE_S, default 2; 0 reads the
 database on every call): one primary-key read per call halved GetJob throughput on
-SQLite (bench/auth_overhead.py). Revocation stays immediate where it can be: the
+SQLite (bench/unary_bench.py, variant c). Revocation stays immediate where it can be: the
 revoking TokenStore forgets the token at once, and on PostgreSQL the revocation is
 NOTIFYed (at commit) to every replica, which forget it too. The cache bounds everything
 else (a lost notification; ``auton8n tokens revoke`` against a running SQLite server) to
@@ -28,7 +28,6 @@ from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import col
 
 from server.auth.principal import Principal, Role
 from server.domain.job import utcnow
@@ -161,9 +160,9 @@ class TokenStore:
 
     @shielded
     async def list(self, *, include_revoked: bool = True) -> list[TokenInfo]:
-        query = select(ApiTokenRow).order_by(col(ApiTokenRow.create_time), col(ApiTokenRow.id))
+        query = select(ApiTokenRow).order_by(ApiTokenRow.create_time, ApiTokenRow.id)
         if not include_revoked:
-            query = query.where(col(ApiTokenRow.revoke_time).is_(None))
+            query = query.where(ApiTokenRow.revoke_time.is_(None))
         async with self._sessions() as session:
             return [_info(r) for r in (await session.execute(query)).scalars()]
 
@@ -176,7 +175,7 @@ class TokenStore:
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(ApiTokenRow)
-                .where(col(ApiTokenRow.id) == token_id, col(ApiTokenRow.revoke_time).is_(None))
+                .where(ApiTokenRow.id == token_id, ApiTokenRow.revoke_time.is_(None))
                 .values(revoke_time=utcnow())
             )
             row = await session.get(ApiTokenRow, token_id)

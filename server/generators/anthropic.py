@@ -5,6 +5,8 @@ job's budget instead, so the three counters (iteration, attempt, retry) stay sep
 and a retry-after is honoured. A client is built (in a thread: TLS setup blocks) per
 request and closed after it, so nothing outlives a call (no module-level client, no
 shutdown hook; one more connect is noise next to a generation of tens of seconds).
+The SDK is imported only when a Claude model is configured (``sdk()``: ~40 MB and
+seconds of import that a template-only server never needs).
 
 Structured output only: ``tool_choice`` forces the one tool of the call; text blocks are
 kept for diagnostics and never parsed. Both system blocks carry ``cache_control``
@@ -15,10 +17,11 @@ iteration of one job.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Mapping
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 from loguru import logger
 
 from server.domain.results import TokenUsage
@@ -32,9 +35,18 @@ from server.generators.retry import (
     parse_retry_after,
 )
 
-__all__ = ["AnthropicAdapter", "AnthropicGenerator", "deprecated_models"]
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["AnthropicAdapter", "AnthropicGenerator", "deprecated_models", "sdk"]
 
 _CACHE = {"type": "ephemeral"}
+
+
+def sdk() -> ModuleType:
+    """The ``anthropic`` module, imported on first use (blocks: call it at start or in a
+    thread, not on the event loop)."""
+    return importlib.import_module("anthropic")
 
 
 def deprecated_models() -> Mapping[str, str]:
@@ -90,17 +102,19 @@ class AnthropicAdapter:
         }
 
     def _client(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
+        client: anthropic.AsyncAnthropic = sdk().AsyncAnthropic(
             api_key=self._api_key,
             base_url=self._base_url,
             max_retries=0,  # retry.Retry retries, with the job's budget
             timeout=self._timeout_s,
         )
+        return client
 
     async def ask(self, prompt: Prompt, tool: Tool, max_tokens: int) -> Answer:
         body = self.request(prompt, tool, max_tokens)
         # Building a client sets up TLS (~40 ms of blocking work): off the event loop.
-        client = await asyncio.to_thread(self._client)
+        client = await asyncio.to_thread(self._client)  # the SDK is imported by now
+        anthropic = sdk()
         try:
             async with client:
                 message = await client.messages.create(**body)

@@ -8,15 +8,17 @@ at the token limit (``finish_reason == "length"``) is handled like ``max_tokens`
 
 Caching is the provider's automatic prefix caching (the system message comes first and
 is identical across one job's calls); cached prompt tokens count as cache reads.
+
+The SDK is imported only when such an endpoint is configured (``sdk()``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
-from typing import Any
-
-import openai
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from server.domain.results import TokenUsage
 from server.generators.health import ModelHealth, ModelObserver
@@ -29,10 +31,19 @@ from server.generators.retry import (
     parse_retry_after,
 )
 
-__all__ = ["OPENAI_PREFIX", "OpenAIAdapter", "OpenAICompatibleGenerator"]
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["OPENAI_PREFIX", "OpenAIAdapter", "OpenAICompatibleGenerator", "sdk"]
 
 OPENAI_PREFIX = "openai:"
 _NO_KEY = "unused"  # local servers take any key; the SDK insists on one
+
+
+def sdk() -> ModuleType:
+    """The ``openai`` module, imported on first use (blocks: call it at start or in a
+    thread, not on the event loop)."""
+    return importlib.import_module("openai")
 
 
 class OpenAIAdapter:
@@ -90,17 +101,19 @@ class OpenAIAdapter:
         }
 
     def _client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
+        client: openai.AsyncOpenAI = sdk().AsyncOpenAI(
             api_key=self._api_key,
             base_url=self._base_url,
             max_retries=0,  # retry.Retry retries, with the job's budget
             timeout=self._timeout_s,
         )
+        return client
 
     async def ask(self, prompt: Prompt, tool: Tool, max_tokens: int) -> Answer:
         body = self.request(prompt, tool, max_tokens)
         # Building a client sets up TLS (~40 ms of blocking work): off the event loop.
-        client = await asyncio.to_thread(self._client)
+        client = await asyncio.to_thread(self._client)  # the SDK is imported by now
+        openai = sdk()
         try:
             async with client:
                 completion = await client.chat.completions.create(**body)

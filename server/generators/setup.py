@@ -20,6 +20,7 @@ from loguru import logger
 
 from server.domain.spec import PluginSpec
 from server.errors import FailedPrecondition, Unavailable
+from server.generators import anthropic, openai_compat
 from server.generators.anthropic import AnthropicGenerator
 from server.generators.base import Generator, GeneratorError
 from server.generators.describe import spec_from_description
@@ -141,6 +142,12 @@ def build_registry(
     """``health``/``observer``: pass the server's to see model health and metrics."""
     config = model_config(settings)
     shared = health or ModelHealth(settings.model_degraded_after)
+    # The SDKs of the configured providers are imported now, at start: generators are
+    # built on the event loop (per job), where a first import would block it for seconds.
+    if settings.anthropic_api_key:
+        anthropic.sdk()
+    if settings.openai_api_key or settings.openai_base_url:
+        openai_compat.sdk()
 
     def make(model: str) -> Generator:
         return model_generator(settings, model, config, shared, observer)

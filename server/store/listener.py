@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import psycopg
 from loguru import logger
 from sqlalchemy.engine import make_url
 
@@ -31,6 +30,8 @@ class PgListener:
 
     async def run(self) -> None:
         """LISTEN until cancelled, reconnecting after errors."""
+        import psycopg  # the engine has loaded it already; a SQLite server never does
+
         delay = 0.5
         while True:
             try:

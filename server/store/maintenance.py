@@ -13,7 +13,6 @@ from loguru import logger
 from sqlalchemy import delete, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col
 
 from server.domain.job import utcnow
 from server.domain.states import TERMINAL_STATES
@@ -35,9 +34,9 @@ async def purge_finished_jobs(engine: AsyncEngine, *, older_than: datetime) -> i
             ids = list(
                 (
                     await conn.execute(
-                        select(col(JobRow.id))
-                        .where(col(JobRow.state).in_(terminal))
-                        .where(col(JobRow.end_time) < older_than)
+                        select(JobRow.id)
+                        .where(JobRow.state.in_(terminal))
+                        .where(JobRow.end_time < older_than)
                         .limit(_BATCH)
                     )
                 ).scalars()
@@ -45,8 +44,8 @@ async def purge_finished_jobs(engine: AsyncEngine, *, older_than: datetime) -> i
             if not ids:
                 return purged
             for table in (EventRow, IterationRow, ArtifactRow):
-                await conn.execute(delete(table).where(col(table.job_id).in_(ids)))
-            await conn.execute(delete(JobRow).where(col(JobRow.id).in_(ids)))
+                await conn.execute(delete(table).where(table.job_id.in_(ids)))
+            await conn.execute(delete(JobRow).where(JobRow.id.in_(ids)))
         purged += len(ids)
 
 
@@ -71,9 +70,7 @@ async def remove_stale_workspaces(engine: AsyncEngine, root: Path) -> int:
         return 0
     terminal = {s.value for s in TERMINAL_STATES}
     async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(col(JobRow.id), col(JobRow.state)).where(col(JobRow.id).in_(names))
-        )
+        rows = await conn.execute(select(JobRow.id, JobRow.state).where(JobRow.id.in_(names)))
         states = {job_id: state for job_id, state in rows.all()}
     stale = [name for name in names if name not in states or states[name] in terminal]
     for name in stale:

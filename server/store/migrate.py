@@ -1,19 +1,35 @@
-"""Schema migrations (Alembic) for SQLite and PostgreSQL, run by the server on start."""
+"""Schema migrations (Alembic) for SQLite and PostgreSQL, run by the server on start.
+
+A database already at the newest revision (every start but the first after an upgrade)
+is recognised without Alembic: the scripts' revision ids are read from their source
+(``script_heads``) and compared with ``alembic_version``. Alembic itself (~10 MB, and
+slow to import) is loaded only when there is something to migrate.
+"""
 
 from __future__ import annotations
 
+import ast
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["SchemaTooNew", "alembic_config", "current_revision", "head_revision", "migrate"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = [
+    "SchemaTooNew",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "migrate",
+    "script_heads",
+]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_VERSION_TABLE = "alembic_version"
 
 
 class SchemaTooNew(RuntimeError):
@@ -21,18 +37,54 @@ class SchemaTooNew(RuntimeError):
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
+@cache
+def script_heads() -> frozenset[str]:
+    """The revisions no migration script builds on, read from the scripts' source (the
+    plain ``revision = ...`` / ``down_revision = ...`` lines that script.py.mako writes)
+    without importing Alembic. tests/store/test_migrations.py checks it against Alembic."""
+    parents: dict[str, tuple[str, ...]] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        fields: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        if target.id in ("revision", "down_revision"):
+                            fields[target.id] = ast.literal_eval(node.value)
+        revision, down = fields.get("revision"), fields.get("down_revision")
+        if isinstance(revision, str):
+            downs = down if isinstance(down, tuple | list) else (down,)
+            parents[revision] = tuple(d for d in downs if isinstance(d, str))
+    built_on = {p for ps in parents.values() for p in ps}
+    return frozenset(set(parents) - built_on)
+
+
+def _stored(connection: Connection) -> set[str]:
+    """The revisions recorded in ``alembic_version`` (empty for a new database)."""
+    if not inspect(connection).has_table(_VERSION_TABLE):
+        return set()
+    rows = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}"))
+    return {row[0] for row in rows}
+
+
 def _current(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -42,6 +94,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def _upgrade(connection: Connection) -> None:
+    if _stored(connection) == script_heads():
+        return  # at head already: nothing for Alembic to do
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     config = alembic_config()
     current = _current(connection)
     known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}

@@ -8,7 +8,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 
 from server.store.engine import create_engine
-from server.store.migrate import SchemaTooNew, current_revision, head_revision, migrate
+from server.store.migrate import (
+    SchemaTooNew,
+    current_revision,
+    head_revision,
+    migrate,
+    script_heads,
+)
 from server.store.tables import metadata
 
 
@@ -37,5 +43,26 @@ async def test_refuses_a_schema_from_a_newer_server(database_url: str) -> None:
             await conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
         with pytest.raises(SchemaTooNew, match="9999_future"):
             await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_script_heads_read_from_source_match_alembic() -> None:
+    # migrate() skips Alembic when alembic_version holds script_heads(): they must agree.
+    assert script_heads() == {head_revision()}
+
+
+async def test_a_database_behind_head_is_upgraded(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TABLE api_tokens"))
+            await conn.execute(text("DROP TABLE rate_buckets"))
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        await migrate(engine)
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()

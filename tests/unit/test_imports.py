@@ -12,8 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _SCRIPT = r"""
 import importlib, pkgutil, sys, traceback, warnings
-import sqlmodel
-warnings.simplefilter("ignore")  # re-declared table classes warn on every fresh import
+warnings.simplefilter("ignore")  # a module imported anew may warn about what it redefines
 failed = []
 names = []
 for package in ("server", "client", "bench"):
@@ -25,7 +24,6 @@ for name in names:
         continue  # Alembic revision scripts run inside Alembic; __main__ runs the program
     for loaded in [m for m in sys.modules if m.split(".")[0] in ("server", "client", "bench")]:
         del sys.modules[loaded]
-    sqlmodel.SQLModel.metadata.clear()  # the table classes register there on import
     try:
         importlib.import_module(name)
     except Exception:
