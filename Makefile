@@ -63,7 +63,6 @@ bench: toolchain
 	timeout 60 $(PY) -m bench.prompt_sizes
 	timeout 600 $(PY) -m bench.unary_bench
 	timeout 300 $(PY) -m bench.watch_bench
-	timeout 300 $(PY) -m bench.watch_bench --gc-freeze --probe --key watch_gc_freeze_what_if
 	timeout 900 $(PY) -m bench.jobs_bench
 
 check: setup

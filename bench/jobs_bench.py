@@ -52,7 +52,6 @@ IDLE_LIMIT_MB = 80.0
 FOUR_JOBS_LIMIT_MB = 250.0
 OVERHEAD_LIMIT = 0.10
 BLOCKING_LIMIT_MS = 50.0
-LAZY = "anthropic,openai,psycopg"
 TOOL_TIME = re.compile(r"\b(tsc|tsup|biome|vitest) ([\d.]+)s")
 IMPORT_GROUPS = [
     ("grpc + protobuf", ["grpc", "google.protobuf", "grpc_health.v1.health"]),
@@ -273,13 +272,11 @@ async def _idle_rss(base: Path, name: str, argv: list[str], **extra: str) -> dic
 
 async def _memory(base: Path) -> dict[str, Any]:
     real = [sys.executable, "-m", "server"]
-    harness = [sys.executable, "-m", "bench.serve"]
     idle = await _idle_rss(base, "real", real)
-    lazy = await _idle_rss(base, "lazy", harness, AUTON8N_BENCH_LAZY_IMPORTS=LAZY)
     imports = await run_json(
         [sys.executable, "-c", _IMPORTS, json.dumps(IMPORT_GROUPS)], 120, cwd=str(ROOT)
     )
-    return {"idle": idle, "idle_lazy_sdks_what_if": lazy | {"lazy": LAZY}, "imports": imports}
+    return {"idle": idle, "imports": imports}
 
 
 # --- event loop -----------------------------------------------------------------------------
@@ -399,8 +396,7 @@ def main() -> None:
             f"ratio {r['ratio']:.2f}, overhead {r['overhead'] * 100:.1f}%"
         )
     if m := result.get("memory"):
-        lazy = m["idle_lazy_sdks_what_if"]["rss_mb"]
-        print(f"idle RSS {m['idle']['rss_mb']:.0f} MB (lazy SDKs: {lazy:.0f} MB)")
+        print(f"idle RSS {m['idle']['rss_mb']:.0f} MB")
         if four := m.get("four_jobs"):
             print(f"4 jobs running: RSS {four['at_full']} MB (peak {four['peak']:.0f} MB)")
     if loop := result.get("event_loop"):

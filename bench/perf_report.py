@@ -204,12 +204,12 @@ def _jobs(j: dict[str, Any]) -> list[str]:
             f"{s['sandboxed_tools_s']['median']:.1f} s | {b['tools_s']['median']:.1f} s |"
         )
     if mem := j.get("memory"):
-        idle, lazy, imp = mem["idle"], mem["idle_lazy_sdks_what_if"], mem["imports"]
+        idle, imp = mem["idle"], mem["imports"]
         rows += [
             "",
-            f"Idle RSS: {idle['rss_mb']:.0f} MB ({idle['anon_mb']:.0f} MB anonymous, "
-            f"{idle['file_mb']:.0f} MB mapped files). What-if, the same server with "
-            f"{lazy['lazy']} imported lazily: {lazy['rss_mb']:.0f} MB. Import cost (RSS "
+            f"Idle RSS (`python -m server`, template only, SQLite): {idle['rss_mb']:.0f} MB "
+            f"({idle['anon_mb']:.0f} MB anonymous, {idle['file_mb']:.0f} MB mapped files). "
+            "Import cost of each part, whether the idle server loads it or not (RSS "
             f"growth in a fresh interpreter of {imp['python_mb']:.0f} MB, in this order): "
             + "; ".join(f"{name} +{mb:.0f} MB" for name, mb in imp["groups"])
             + f"; total {imp['total_mb']:.0f} MB.",
@@ -268,15 +268,6 @@ def render(data: dict[str, Any]) -> str:
             out += ["", f"### Unary GetJob: {label}", "", *_unary(r, label)]
     if w := data.get("watch"):
         out += ["", "### WatchJob fan-out", "", *_watch(w)]
-    if w := data.get("watch_gc_freeze_what_if"):
-        d = w["delay_ms"]
-        out += [
-            "",
-            f"What-if (`{w['command']}`): the same with `gc.freeze()` after start and the "
-            f"event-loop probe: {w['streams_with_every_event']}/{w['streams']} streams "
-            f"complete; delay p50 {_ms(d['p50'])}, p99 {_ms(d['p99'])}, max {_ms(d['max'])}.",
-            *_watch(w)[-2:],
-        ]
     if j := data.get("jobs"):
         out += ["", "### Jobs: throughput, memory, event loop", "", *_jobs(j)]
     if ANALYSIS.exists():

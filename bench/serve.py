@@ -7,14 +7,8 @@
   is the longest the loop was blocked), written as JSON to ``<file>`` at exit; with
   ``AUTON8N_BENCH_ASYNCIO_DEBUG=1`` also asyncio's slow-callback log (debug mode,
   ``slow_callback_duration`` 50 ms: every callback that ran longer, with its name).
-- ``AUTON8N_BENCH_LAZY_IMPORTS=<mod,mod>``: those top-level packages are imported lazily
-  (``importlib.util.LazyLoader``: loaded on first attribute use). A what-if for the idle
-  memory measurement, never used for the throughput numbers.
 - ``AUTON8N_BENCH_BUILD_NICENESS=<n>``: the niceness of the jobs' commands instead of
   ``server.pipeline.sandbox.BUILD_NICENESS`` (0: as before that existed; a what-if).
-- ``AUTON8N_BENCH_GC_FREEZE=1``: after start, ``gc.collect(); gc.freeze()``: what the
-  composition root could do so that the cyclic GC never rescans the ~280,000 objects of
-  the imported modules (a what-if; the real server does not do it).
 
 Prints ``auton8n listening on HOST:PORT`` like ``python -m server``; stops on SIGTERM.
 Run: ``python -m bench.serve`` (the benches start it).
@@ -24,43 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import json
 import logging
 import os
 import re
 import resource
 import signal
-import sys
 import time
-from importlib.machinery import ModuleSpec
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 PROBE_INTERVAL_S = 0.01
 SLOW_CALLBACK_S = 0.05
 GATE_TIMEOUT_S = 600
-
-
-class _LazyFinder:
-    """Makes ``import <name>`` of the listed top-level packages lazy."""
-
-    def __init__(self, names: set[str]) -> None:
-        self.names = names
-
-    def find_spec(self, name: str, path: Any = None, target: ModuleType | None = None) -> Any:
-        if name not in self.names:
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec: ModuleSpec | None = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = importlib.util.LazyLoader(spec.loader)
-        return spec
 
 
 class LoopProbe:
@@ -203,7 +173,7 @@ def _registry(gate: Path) -> Any:
 
 
 async def _serve() -> None:
-    from server.app import App
+    from server.app import App, freeze_heap
     from server.logs import configure_logging
     from server.settings import Settings
 
@@ -223,9 +193,7 @@ async def _serve() -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         port = await app.start()
-        if os.environ.get("AUTON8N_BENCH_GC_FREEZE") == "1":
-            gc.collect()
-            gc.freeze()
+        freeze_heap()  # as server.app.run does
         if probe is not None:
             probe.start(debug=os.environ.get("AUTON8N_BENCH_ASYNCIO_DEBUG") == "1")
         print(f"auton8n listening on 127.0.0.1:{port}", flush=True)
@@ -237,9 +205,6 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    lazy = {n for n in os.environ.get("AUTON8N_BENCH_LAZY_IMPORTS", "").split(",") if n}
-    if lazy:
-        sys.meta_path.insert(0, _LazyFinder(lazy))
     asyncio.run(_serve())
 
 

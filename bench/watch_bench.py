@@ -243,8 +243,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     env["AUTON8N_BENCH_GATE"] = str(gate)
     if args.probe:
         env["AUTON8N_BENCH_LOOP_REPORT"] = str(base / "loop.json")
-    if args.gc_freeze:
-        env["AUTON8N_BENCH_GC_FREEZE"] = "1"
     server = await ServerProcess(
         env, base / "server.log", [sys.executable, "-m", "bench.serve"]
     ).start()
@@ -319,7 +317,6 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=2, help="watcher processes")
     parser.add_argument("--probe", action="store_true", help="event-loop probe")
-    parser.add_argument("--gc-freeze", action="store_true", help="what-if: gc.freeze() at start")
     parser.add_argument("--profile", type=float, default=0, help="py-spy seconds from the gate")
     parser.add_argument("--key", default="watch", help="its key in the result file")
     parser.add_argument("--no-save", action="store_true")
