@@ -71,12 +71,23 @@ def _observes(interceptor: object) -> bool:
     return name in ("MetricsInterceptor", "RequestContextInterceptor") or "Log" in name
 
 
+def _members(interceptors: list[Any]) -> list[Any]:
+    """App's interceptors, the members of an InterceptorChain in their place."""
+    from server.api.chain import InterceptorChain
+
+    out: list[Any] = []
+    for i in interceptors:
+        out += i.interceptors if isinstance(i, InterceptorChain) else [i]
+    return out
+
+
 async def _serve(database_url: str) -> None:
     import grpc
     from auton8n.v1 import plugin_service_pb2 as pb
     from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
     from google.protobuf import json_format
 
+    from server.api.chain import InterceptorChain
     from server.api.servicer import PluginServicer
     from server.app import App
     from server.auth.principal import Principal, Role
@@ -151,8 +162,9 @@ async def _serve(database_url: str) -> None:
         pb_grpc.add_PluginServiceServicer_to_server(
             PluginServicer(app.jobs, identify=lambda: caller), b
         )
-        kept = [i for i in captured["interceptors"] if not _observes(i)]
-        d = server(kept)
+        chain = _members(captured["interceptors"])
+        kept = [i for i in chain if not _observes(i)]
+        d = server([InterceptorChain(kept)])
         pb_grpc.add_PluginServiceServicer_to_server(PluginServicer(app.jobs), d)
         ports = {}
         for name, s in (("a", a), ("b", b), ("d", d)):
@@ -168,7 +180,7 @@ async def _serve(database_url: str) -> None:
             "chains": {
                 "a": [],
                 "b": [],
-                "c": [type(i).__name__ for i in captured["interceptors"]],
+                "c": [type(i).__name__ for i in chain],
                 "d": [type(i).__name__ for i in kept],
             },
         }

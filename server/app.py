@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.api.chain import InterceptorChain
 from server.api.interceptors import ErrorInterceptor
 from server.api.metrics_interceptor import MetricsInterceptor
 from server.api.ratelimit import RateLimitInterceptor, RateLimits
@@ -177,16 +178,20 @@ class App:
         worker = self._worker
         self.metrics.set_active_jobs_source(lambda: worker.active_jobs)
 
-        server = grpc.aio.server(
-            # Metrics outermost: it records the status every inner interceptor produced.
-            # Auth before the limiter (buckets are keyed by the caller's token).
-            interceptors=[
+        # Metrics outermost: it records the status every inner interceptor produced.
+        # Auth before the limiter (buckets are keyed by the caller's token). One chain:
+        # composed once per method, not once per call (server/api/chain.py).
+        chain = InterceptorChain(
+            [
                 MetricsInterceptor(self.metrics),
                 RequestContextInterceptor(),  # request_id, method, peer on every log record
                 self._auth(),
                 self._rate_limiter(),
                 ErrorInterceptor(),
-            ],
+            ]
+        )
+        server = grpc.aio.server(
+            interceptors=[chain],
             options=[
                 ("grpc.max_receive_message_length", s.max_request_bytes),
                 ("grpc.so_reuseport", 0),

@@ -47,6 +47,13 @@ class HandlerCache:
         self._max = max_methods
         self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
+    def peek(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The wrapper built for ``handler`` of ``method``, if there is one."""
+        hit = self._wrapped.get(method)
+        return hit[1] if hit is not None and hit[0] is handler else None
+
     def get(
         self,
         method: str,

@@ -6,7 +6,8 @@ and, when the request message has a well-formed ``job_id`` field, ``job_id``
 (``logger.contextualize``: a contextvar, so tasks the handler starts inherit it).
 
 ``request_id``: the client's ``x-request-id`` metadata when it is 1-128 characters of
-``[A-Za-z0-9._~:/+=-]``, otherwise a fresh one (32 hex digits). It is sent back in the
+``[A-Za-z0-9._~:/+=-]``, otherwise a fresh one (32 hex digits: 16 random per server
+process, then a counter; unique without a random draw per call). It is sent back in the
 trailing metadata as ``x-request-id`` (on errors too, see ``abort_with``), so a client
 can quote it when reporting a problem. (Unrelated to ``CreatePluginRequest.request_id``,
 the idempotency key.)
@@ -20,9 +21,10 @@ logged with the context too.
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
@@ -32,7 +34,7 @@ from loguru import logger
 from server.api.handlers import HandlerCache, rewrap
 from server.api.metrics_interceptor import call_status
 
-__all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "request_id_from"]
+__all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "RequestIds", "request_id_from"]
 
 REQUEST_ID_KEY = "x-request-id"
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -40,17 +42,30 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=-]{1,128}")
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def request_id_from(metadata: Iterable[tuple[str, Any]] | None) -> str:
-    """The client's ``x-request-id`` if it is safe to log and echo, else a new one."""
+class RequestIds:
+    """Fresh request ids: a random prefix, then a counter (32 hex digits)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def request_id_from(metadata: Iterable[tuple[str, Any]] | None, new: Callable[[], str]) -> str:
+    """The client's ``x-request-id`` if it is safe to log and echo, else ``new()``."""
     for key, value in metadata or ():
         if key == REQUEST_ID_KEY and isinstance(value, str) and _SAFE_REQUEST_ID.fullmatch(value):
             return value
-    return uuid.uuid4().hex
+    return new()
 
 
-def _context_of(method: str, request: Any, context: _Context) -> dict[str, str]:
+def _context_of(
+    method: str, request: Any, context: _Context, new_id: Callable[[], str]
+) -> dict[str, str]:
     fields = {
-        "request_id": request_id_from(context.invocation_metadata()),
+        "request_id": request_id_from(context.invocation_metadata(), new_id),
         "method": method,
         "peer": context.peer() or "",
     }
@@ -67,12 +82,12 @@ def _finished(method: str, context: _Context, failure: BaseException | None, t0:
     logger.debug("rpc {} {} {:.1f} ms", method, code.name, ms)
 
 
-def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap(method: str, behavior: Callable[..., Any], new_id: RequestIds) -> Callable[..., Any]:
     """A wrapper of the same kind (async generator or coroutine) as ``behavior``."""
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
-            fields = _context_of(method, request, context)
+            fields = _context_of(method, request, context, new_id)
             t0 = time.perf_counter()
             items = behavior(request, context)
             failure: BaseException | None = None
@@ -100,7 +115,7 @@ def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
         return behavior  # a sync handler runs in a thread pool: not ours to wrap
 
     async def call(request: Any, context: _Context) -> Any:
-        fields = _context_of(method, request, context)
+        fields = _context_of(method, request, context, new_id)
         t0 = time.perf_counter()
         failure: BaseException | None = None
         with logger.contextualize(**fields):
@@ -121,6 +136,7 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mis
 
     def __init__(self) -> None:
         self._handlers = HandlerCache()
+        self._new_id = RequestIds()
 
     async def intercept_service(
         self,
@@ -132,7 +148,7 @@ class RequestContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[mis
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
+        method, new_id = handler_call_details.method, self._new_id
         return self._handlers.get(
-            method, handler, lambda: rewrap(handler, lambda _kind, b: _wrap(method, b))
+            method, handler, lambda: rewrap(handler, lambda _kind, b: _wrap(method, b, new_id))
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ __all__ = [
 PREFIX = "a8n"
 REVOKED_NOTICE = "token-revoked:"  # NOTIFY payload prefix, followed by the token id
 _ID_HEX = 12
+_TOKEN = re.compile(rf"{PREFIX}_([0-9a-f]{{{_ID_HEX}}})_(.+)", re.DOTALL)
 _CACHE_MAX = 10_000
 # A cached check: (expires at, sha256 of the secret, principal); None, None: no such
 # active token.
@@ -85,13 +87,9 @@ def hash_secret(secret: str) -> str:
 
 def parse_token(token: str) -> tuple[str, str] | None:
     """(id, secret) of a well-formed token, else None (never raises)."""
-    prefix, _, rest = token.partition("_")
-    token_id, _, secret = rest.partition("_")
-    if prefix != PREFIX or len(token_id) != _ID_HEX or not secret or len(token) > 200:
+    if len(token) > 200 or (match := _TOKEN.fullmatch(token)) is None:
         return None
-    if not all(c in "0123456789abcdef" for c in token_id):
-        return None
-    return token_id, secret
+    return match[1], match[2]
 
 
 def _info(row: ApiTokenRow) -> TokenInfo:

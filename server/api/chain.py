@@ -1,0 +1,62 @@
+"""InterceptorChain: several server interceptors, applied once per method instead of per call.
+
+grpc.aio runs every interceptor's ``intercept_service`` on every call, each a coroutine
+with its own continuation. Ours decide by method alone (which wrapper, whether exempt),
+never by the call, and each wraps the same inner handler the same way every time: so the
+composed handler can be built once per method and reused. One ``intercept_service`` per
+call remains (grpc still resolves the handler), whatever the number of interceptors.
+
+Contract for the members: ``intercept_service`` returns the continuation's handler or a
+wrapper of it that depends only on ``handler_call_details.method`` and that handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias
+
+import grpc
+
+from server.api.handlers import HandlerCache
+
+__all__ = ["InterceptorChain"]
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
+
+
+# unused-ignore: without grpc stubs (types-grpcio) ServerInterceptor is Any.
+class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+    """``interceptors`` in grpc's order: the first is the outermost."""
+
+    def __init__(self, interceptors: Sequence[grpc.aio.ServerInterceptor]) -> None:
+        self.interceptors = tuple(interceptors)
+        self._handlers = HandlerCache()
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        hit = self._handlers.peek(method, handler)
+        if hit is not None:
+            return hit
+        composed = await self._compose(handler, handler_call_details)
+        return self._handlers.get(method, handler, lambda: composed)
+
+    async def _compose(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        composed = handler
+        for interceptor in reversed(self.interceptors):
+            inner = composed
+            result = await interceptor.intercept_service(_returning(inner), details)
+            composed = result if result is not None else inner
+        return composed
+
+
+def _returning(handler: Handler) -> Continuation:
+    async def continuation(_details: grpc.HandlerCallDetails) -> Handler:
+        return handler
+
+    return continuation

@@ -1,0 +1,80 @@
+"""InterceptorChain on a real grpc.aio server: members apply in grpc's order (first is
+outermost), a member may pass a method through unwrapped, and the composed handler is
+built once per method, not per call."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from server.api.chain import InterceptorChain
+from server.api.handlers import rewrap
+
+SERVICE = "test.v1.Chain"
+
+
+class Tagging(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+    """Wraps every method but ``skip``: the wrapper records ``name`` before the call."""
+
+    def __init__(self, name: str, seen: list[str], skip: str = "") -> None:
+        self.name, self.seen, self.skip = name, seen, skip
+        self.intercepted = 0
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        self.intercepted += 1
+        handler = await continuation(details)
+        if handler is None or details.method.endswith(self.skip or "\0"):
+            return handler
+
+        def wrap(_kind: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+            async def call(request: bytes, context: Any) -> bytes:
+                self.seen.append(self.name)
+                result: bytes = await behavior(request, context)
+                return result
+
+            return call
+
+        return rewrap(handler, wrap)
+
+
+async def test_members_apply_in_order_and_compose_once_per_method() -> None:
+    seen: list[str] = []
+
+    async def handler(request: bytes, _context: Any) -> bytes:
+        seen.append("handler")
+        return request
+
+    outer, inner = Tagging("outer", seen), Tagging("inner", seen, skip="/Plain")
+    server = grpc.aio.server(interceptors=[InterceptorChain([outer, inner])])
+    unary = grpc.unary_unary_rpc_method_handler(handler)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"Echo": unary, "Plain": unary}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo = channel.unary_unary(f"/{SERVICE}/Echo")
+            plain = channel.unary_unary(f"/{SERVICE}/Plain")
+            for _ in range(3):
+                assert await echo(b"x") == b"x"
+            assert seen == ["outer", "inner", "handler"] * 3
+            seen.clear()
+            assert await plain(b"y") == b"y"
+            assert seen == ["outer", "handler"]  # inner passed Plain through
+            unknown = channel.unary_unary(f"/{SERVICE}/Missing")
+            try:
+                await unknown(b"z")
+                raise AssertionError("an unknown method must fail")
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await server.stop(None)
+    # Once per method with a handler (Echo, Plain), not once per call.
+    assert (outer.intercepted, inner.intercepted) == (2, 2)
