@@ -102,11 +102,16 @@ def verdicts(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         )
     if loop := jobs.get("event_loop"):
         p = loop["probe"]
-        longest = p["longest_callback_cpu_ms"]
+        slow = p["slow_calls"]
+        detail = (
+            f"{len(slow)} ran 50 ms or longer, CPU at most {p['longest_callback_cpu_ms']:.1f} ms"
+            if slow
+            else f"none of {p['callbacks']} callbacks ran 50 ms"
+        )
         rows.append(
             (
                 "Event loop during 2 jobs: blocking callbacks >= 50 ms",
-                f"{p['blocking_over_50ms']} (longest callback CPU {longest:.1f} ms)",
+                f"{p['blocking_over_50ms']} ({detail})",
                 "0",
                 p["blocking_over_50ms"] == 0,
             )
