@@ -203,23 +203,12 @@ def _wrap(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
     return unary
 
 
-async def _admit(method: str, admit: Admit, context: Context) -> After | None:
-    try:
-        return await admit(context)
-    except ServiceError as exc:
-        await abort_with(context, exc)
-    except grpc.aio.AbortError:
-        raise
-    except Exception as exc:
-        await abort_with(context, _unexpected(method, exc))
-
-
-def _returning_none(check: Callable[[Context], Awaitable[None]]) -> Admit:
-    async def admit(context: Context) -> After | None:
-        await check(context)
-        return None
-
-    return admit
+async def _refuse(method: str, context: Context, exc: Exception) -> Never:
+    """End the call for an exception an admission check raised (a ServiceError is the
+    refusal it means; anything else is mapped like a handler's failure)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    await abort_with(context, exc if isinstance(exc, ServiceError) else _unexpected(method, exc))
 
 
 async def _after(method: str, after: After, failure: BaseException | None) -> None:
@@ -247,7 +236,10 @@ def guard(
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            after = await _admit(method, admit, context)
+            try:
+                after = await admit(context)
+            except Exception as exc:
+                await _refuse(method, context, exc)
             failure: BaseException | None = None
             try:
                 # aclosing: a refusal between messages closes the handler's generator
@@ -255,7 +247,10 @@ def guard(
                 async with contextlib.aclosing(behavior(request, context)) as items:
                     async for item in items:
                         if each is not None:
-                            await _admit(method, _returning_none(each), context)
+                            try:
+                                await each(context)
+                            except Exception as exc:
+                                await _refuse(method, context, exc)
                         yield item
             except BaseException as exc:
                 failure = exc
@@ -269,7 +264,10 @@ def guard(
     if inspect.iscoroutinefunction(behavior):
 
         async def call(request: Any, context: Context) -> Any:
-            after = await _admit(method, admit, context)
+            try:
+                after = await admit(context)
+            except Exception as exc:
+                await _refuse(method, context, exc)
             if after is None:
                 return await behavior(request, context)
             failure: BaseException | None = None

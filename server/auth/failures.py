@@ -38,6 +38,12 @@ class FailureThrottle:
         self._buckets = MemoryBuckets(clock, max_keys=max_keys)
         self._blocked: dict[str, float] = {}  # peer key -> clock time the block ends
 
+    @property
+    def blocking(self) -> bool:
+        """Whether any peer is (or was, until its next check) blocked: when not, a
+        check has nothing to look up."""
+        return bool(self._blocked)
+
     def check(self, key: str) -> None:
         """Raises ResourceExhausted while ``key`` is blocked."""
         until = self._blocked.get(key)

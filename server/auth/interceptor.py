@@ -77,12 +77,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         await self._check(context)
 
     async def _check(self, context: Context) -> Principal:
-        peer = client_key(None, context.peer())
-        if self._failures is not None:
-            self._failures.check(peer)
+        failures = self._failures
+        if failures is not None and failures.blocking:
+            failures.check(client_key(None, context.peer()))
         token = bearer_token(context.invocation_metadata())
         if token is None:
-            await self._failed(peer)
+            await self._failed(context)
             raise Unauthenticated(
                 "this server requires an API token: send 'authorization: Bearer <token>'"
             )
@@ -94,13 +94,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             raise Unavailable("cannot check the API token right now; retry") from exc
         if principal is None:
             logger.info("refused an invalid or revoked API token from {}", context.peer())
-            await self._failed(peer)
+            await self._failed(context)
             raise Unauthenticated("the API token is invalid or revoked")
         return principal
 
-    async def _failed(self, peer: str) -> None:
+    async def _failed(self, context: Context) -> None:
         if self._failures is not None:
-            await self._failures.failed(peer)
+            await self._failures.failed(client_key(None, context.peer()))
 
     async def intercept_service(
         self,
