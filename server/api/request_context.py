@@ -1,9 +1,10 @@
 """RequestContextInterceptor: every log record inside an RPC carries who and what.
 
-For the duration of each call (handler, inner interceptors, anything they await) the
-loguru context holds ``request_id``, ``method`` (the full gRPC method path), ``peer``
+For the duration of each call (handler, inner interceptors, anything they await) every
+log record carries ``request_id``, ``method`` (the full gRPC method path), ``peer``
 and, when the request message has a well-formed ``job_id`` field, ``job_id``
-(``logger.contextualize``: a contextvar, so tasks the handler starts inherit it).
+(``server.logs.bind_request``: a contextvar of the call's task, so tasks the handler
+starts inherit it; records get the fields from the patcher ``configure_logging`` installs).
 
 ``request_id``: the client's ``x-request-id`` metadata when it is 1-128 characters of
 ``[A-Za-z0-9._~:/+=-]``, otherwise a fresh one (32 hex digits: 16 random per server
@@ -33,6 +34,7 @@ from loguru import logger
 
 from server.api.handlers import HandlerCache, rewrap
 from server.api.metrics_interceptor import call_status
+from server.logs import bind_request, unbind_request
 
 __all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "RequestIds", "request_id_from"]
 
@@ -50,7 +52,7 @@ class RequestIds:
         self._counter = itertools.count()
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        return f"{self._prefix}{next(self._counter):016x}"
 
 
 def request_id_from(metadata: Iterable[tuple[str, Any]] | None, new: Callable[[], str]) -> str:
@@ -88,26 +90,24 @@ def _wrap(method: str, behavior: Callable[..., Any], new_id: RequestIds) -> Call
 
         async def stream(request: Any, context: _Context) -> AsyncIterator[Any]:
             fields = _context_of(method, request, context, new_id)
+            bind_request(fields)
             t0 = time.perf_counter()
             items = behavior(request, context)
             failure: BaseException | None = None
-            # The context is entered around each step, never across a yield: the
-            # generator may be finished (aclose) from another task's context.
             try:
-                while True:
-                    with logger.contextualize(**fields):
-                        try:
-                            item = await items.__anext__()
-                        except StopAsyncIteration:
-                            break
+                async for item in items:
                     yield item
             except BaseException as exc:
                 failure = exc
                 raise
             finally:
-                with logger.contextualize(**fields):
+                # Bound again: the stream may be closed (aclose) from another context.
+                token = bind_request(fields)
+                try:
                     await items.aclose()
                     _finished(method, context, failure, t0)
+                finally:
+                    unbind_request(token)
 
         return stream
 
@@ -115,17 +115,16 @@ def _wrap(method: str, behavior: Callable[..., Any], new_id: RequestIds) -> Call
         return behavior  # a sync handler runs in a thread pool: not ours to wrap
 
     async def call(request: Any, context: _Context) -> Any:
-        fields = _context_of(method, request, context, new_id)
+        bind_request(_context_of(method, request, context, new_id))
         t0 = time.perf_counter()
         failure: BaseException | None = None
-        with logger.contextualize(**fields):
-            try:
-                return await behavior(request, context)
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                _finished(method, context, failure, t0)
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            _finished(method, context, failure, t0)
 
     return call
 
