@@ -7,7 +7,8 @@ pipeline, the model client, the rate limiter. Nothing is registered at import ti
 Label values are bounded: states, phases, outcomes, token kinds and kill reasons outside
 their documented sets are recorded as ``other``, so a caller's typo can never create an
 unbounded number of series. Every method is cheap (a dict lookup and a locked add) and
-safe to call from the event loop or a thread.
+safe to call from the event loop or a thread; the gRPC series (``GrpcMethodMetrics``,
+updated on every call) are plain numbers read at scrape time, for the event loop only.
 
 gRPC series follow go-grpc-prometheus / py-grpc-prometheus (same names and labels);
 ``grpc_code`` holds the ``grpc.StatusCode`` name (``OK``, ``NOT_FOUND``, ...).
@@ -15,11 +16,14 @@ gRPC series follow go-grpc-prometheus / py-grpc-prometheus (same names and label
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from server.domain.job import Job
 from server.domain.states import TERMINAL_STATES, Phase
@@ -34,8 +38,10 @@ __all__ = [
     "PHASE_DURATION_BUCKETS",
     "TOKEN_KINDS",
     "GrpcMethodMetrics",
+    "Latency",
     "Metrics",
     "PhaseTimer",
+    "Tally",
 ]
 
 # prometheus DefBuckets, as go-grpc-prometheus uses for grpc_server_handling_seconds.
@@ -63,29 +69,104 @@ def _bounded(value: str, allowed: Iterable[str]) -> str:
     return value if value in allowed else OTHER
 
 
+_LE_LABELS = (*(repr(float(b)) for b in GRPC_HANDLING_BUCKETS), "+Inf")
+
+
+class Tally:
+    """A number the event loop adds to, read at scrape time. No lock: the gRPC
+    interceptor's wrappers run on the event loop thread only (a prometheus_client child
+    takes a lock per update, a measurable share of a GetJob)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class Latency:
+    """A histogram the event loop observes into (see Tally): per-bucket counts, the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(GRPC_HANDLING_BUCKETS) + 1)  # the last one: +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(GRPC_HANDLING_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(``le`` label, observations at or below it) per bucket, as exposed."""
+        total, out = 0, []
+        for le, count in zip(_LE_LABELS, self.counts, strict=True):
+            total += count
+            out.append((le, float(total)))
+        return out
+
+
 class GrpcMethodMetrics:
-    """Pre-resolved label children for one (type, service, method): no lookups per call."""
+    """The series of one (type, service, method), updated without lookups or locks."""
 
-    __slots__ = ("_by_code", "_handled", "_labels", "handling", "received", "sent", "started")
+    __slots__ = ("by_code", "handling", "labels", "received", "sent", "started")
 
-    def __init__(self, metrics: Metrics, grpc_type: str, service: str, method: str) -> None:
-        self._labels = (grpc_type, service, method)
-        self.started = metrics.grpc_started.labels(*self._labels)
-        self.received = metrics.grpc_msg_received.labels(*self._labels)
-        self.sent = metrics.grpc_msg_sent.labels(*self._labels)
+    def __init__(self, grpc_type: str, service: str, method: str) -> None:
+        self.labels = (grpc_type, service, method)
+        self.started = Tally()
+        self.received = Tally()
+        self.sent = Tally()
         # Latency only for unary calls: streams such as WatchJob live for minutes.
-        self.handling = (
-            metrics.grpc_handling.labels(*self._labels) if grpc_type == "unary" else None
-        )
-        self._handled = metrics.grpc_handled
-        self._by_code: dict[grpc.StatusCode, Counter] = {}
+        self.handling = Latency() if grpc_type == "unary" else None
+        self.by_code: dict[str, Tally] = {}
 
     def handled(self, code: grpc.StatusCode) -> None:
         """Count one finished call with its final status code."""
-        child = self._by_code.get(code)
-        if child is None:
-            child = self._by_code[code] = self._handled.labels(*self._labels, code.name)
-        child.inc()
+        tally = self.by_code.get(code.name)
+        if tally is None:
+            tally = self.by_code[code.name] = Tally()
+        tally.inc()
+
+
+class _GrpcCollector(Collector):
+    """The standard gRPC server series, from the methods' tallies at scrape time."""
+
+    def __init__(self, methods: dict[tuple[str, str], GrpcMethodMetrics]) -> None:
+        self._methods = methods
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        started = CounterMetricFamily(
+            "grpc_server_started", "RPCs started on the server.", labels=labels
+        )
+        handled = CounterMetricFamily(
+            "grpc_server_handled",
+            "RPCs completed on the server, regardless of success or failure.",
+            labels=[*labels, "grpc_code"],
+        )
+        handling = HistogramMetricFamily(
+            "grpc_server_handling_seconds",
+            "Response latency of unary RPCs handled by the server.",
+            labels=labels,
+        )
+        received = CounterMetricFamily(
+            "grpc_server_msg_received", "RPC stream messages received by the server.", labels=labels
+        )
+        sent = CounterMetricFamily(
+            "grpc_server_msg_sent", "RPC stream messages sent by the server.", labels=labels
+        )
+        for m in list(self._methods.values()):
+            values = list(m.labels)
+            started.add_metric(values, m.started.value)
+            received.add_metric(values, m.received.value)
+            sent.add_metric(values, m.sent.value)
+            for code, tally in list(m.by_code.items()):
+                handled.add_metric([*values, code], tally.value)
+            if m.handling is not None:
+                handling.add_metric(values, m.handling.cumulative(), m.handling.sum)
+        yield from (started, handled, handling, received, sent)
 
 
 class Metrics:
@@ -100,36 +181,8 @@ class Metrics:
         r = self.registry
         if process:
             ProcessCollector(registry=r)
-        grpc_labels = ("grpc_type", "grpc_service", "grpc_method")
-        self.grpc_started = Counter(
-            "grpc_server_started_total", "RPCs started on the server.", grpc_labels, registry=r
-        )
-        self.grpc_handled = Counter(
-            "grpc_server_handled_total",
-            "RPCs completed on the server, regardless of success or failure.",
-            (*grpc_labels, "grpc_code"),
-            registry=r,
-        )
-        self.grpc_handling = Histogram(
-            "grpc_server_handling_seconds",
-            "Response latency of unary RPCs handled by the server.",
-            grpc_labels,
-            buckets=GRPC_HANDLING_BUCKETS,
-            registry=r,
-        )
-        self.grpc_msg_received = Counter(
-            "grpc_server_msg_received_total",
-            "RPC stream messages received by the server.",
-            grpc_labels,
-            registry=r,
-        )
-        self.grpc_msg_sent = Counter(
-            "grpc_server_msg_sent_total",
-            "RPC stream messages sent by the server.",
-            grpc_labels,
-            registry=r,
-        )
         self._grpc_methods: dict[tuple[str, str], GrpcMethodMetrics] = {}
+        r.register(_GrpcCollector(self._grpc_methods))
 
         self._jobs_created = Counter(
             "auton8n_jobs_created_total",
@@ -233,7 +286,7 @@ class Metrics:
         found = self._grpc_methods.get(key)
         if found is None:
             service, _, method = full_method.lstrip("/").rpartition("/")
-            found = GrpcMethodMetrics(self, grpc_type, service or "unknown", method)
+            found = GrpcMethodMetrics(grpc_type, service or "unknown", method)
             self._grpc_methods[key] = found
         return found
 

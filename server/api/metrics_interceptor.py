@@ -31,10 +31,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
-from prometheus_client import Counter
 
 from server.api.handlers import HandlerCache, rewrap
-from server.metrics import GrpcMethodMetrics, Metrics
+from server.metrics import GrpcMethodMetrics, Metrics, Tally
 
 __all__ = ["MetricsInterceptor", "call_status"]
 
@@ -76,7 +75,7 @@ class _CountingContext:
 
     __slots__ = ("_context", "_received", "_sent")
 
-    def __init__(self, context: _Context, sent: Counter, received: Counter) -> None:
+    def __init__(self, context: _Context, sent: Tally, received: Tally) -> None:
         self._context = context
         self._sent = sent
         self._received = received
@@ -95,7 +94,7 @@ class _CountingContext:
         return getattr(self._context, name)
 
 
-async def _counted(requests: AsyncIterator[Any], received: Counter) -> AsyncIterator[Any]:
+async def _counted(requests: AsyncIterator[Any], received: Tally) -> AsyncIterator[Any]:
     async for message in requests:
         received.inc()
         yield message
