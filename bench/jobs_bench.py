@@ -382,7 +382,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.jobs_bench", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--jobs", default="1:3,2:4,4:4", help="concurrency:jobs,...")
+    parser.add_argument("--jobs", default="1:6,2:8,4:8", help="concurrency:jobs,...")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-loop", action="store_true")
     parser.add_argument("--no-save", action="store_true")
