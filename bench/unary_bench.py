@@ -421,7 +421,7 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--database-url", default="", help="an existing PostgreSQL database")
     parser.add_argument("--seconds", type=float, default=3.0, help="per variant and round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-latency", action="store_true", help="skip the half-load runs")
     parser.add_argument("--profile-seconds", type=float, default=5.0, help="0: no py-spy profile")
