@@ -55,7 +55,7 @@ demo: toolchain
 test: toolchain
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Benchmarks (loopback only, each step bounded; about 13 minutes on 2 cores): results in
+# Benchmarks (loopback only, each step bounded; about 9 minutes on 2 cores): results in
 # bench/results/ (issue 9: performance.json), tables in BENCHMARKS.md.
 bench: toolchain
 	timeout 600 $(PY) -m bench.pipeline_bench -n 3
