@@ -6,8 +6,9 @@ never by the call, and each wraps the same inner handler the same way every time
 composed handler can be built once per method and reused. One ``intercept_service`` per
 call remains (grpc still resolves the handler), whatever the number of interceptors.
 
-Contract for the members: ``intercept_service`` returns the continuation's handler or a
-wrapper of it that depends only on ``handler_call_details.method`` and that handler.
+Contract for the members: ``intercept_service`` returns the continuation's handler, a
+wrapper of it, or None (no such method), depending only on
+``handler_call_details.method`` and that handler.
 """
 
 from __future__ import annotations
@@ -44,14 +45,17 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused
         if hit is not None:
             return hit
         composed = await self._compose(handler, handler_call_details)
+        if composed is None:
+            return None  # a member refused the method (grpc answers UNIMPLEMENTED)
         return self._handlers.get(method, handler, lambda: composed)
 
-    async def _compose(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+    async def _compose(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler | None:
         composed = handler
         for interceptor in reversed(self.interceptors):
-            inner = composed
-            result = await interceptor.intercept_service(_returning(inner), details)
-            composed = result if result is not None else inner
+            result = await interceptor.intercept_service(_returning(composed), details)
+            if result is None:
+                return None
+            composed = result
         return composed
 
 

@@ -16,10 +16,11 @@ SERVICE = "test.v1.Chain"
 
 
 class Tagging(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
-    """Wraps every method but ``skip``: the wrapper records ``name`` before the call."""
+    """Wraps every method but ``skip`` (passed through) and ``refuse`` (None: no such
+    method); the wrapper records ``name`` before the call."""
 
-    def __init__(self, name: str, seen: list[str], skip: str = "") -> None:
-        self.name, self.seen, self.skip = name, seen, skip
+    def __init__(self, name: str, seen: list[str], skip: str = "", refuse: str = "") -> None:
+        self.name, self.seen, self.skip, self.refuse = name, seen, skip, refuse
         self.intercepted = 0
 
     async def intercept_service(
@@ -29,6 +30,8 @@ class Tagging(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
     ) -> Any:
         self.intercepted += 1
         handler = await continuation(details)
+        if self.refuse and details.method.endswith(self.refuse):
+            return None
         if handler is None or details.method.endswith(self.skip or "\0"):
             return handler
 
@@ -50,11 +53,16 @@ async def test_members_apply_in_order_and_compose_once_per_method() -> None:
         seen.append("handler")
         return request
 
-    outer, inner = Tagging("outer", seen), Tagging("inner", seen, skip="/Plain")
+    outer = Tagging("outer", seen)
+    inner = Tagging("inner", seen, skip="/Plain", refuse="/Hidden")
     server = grpc.aio.server(interceptors=[InterceptorChain([outer, inner])])
     unary = grpc.unary_unary_rpc_method_handler(handler)
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE, {"Echo": unary, "Plain": unary}),)
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE, {"Echo": unary, "Plain": unary, "Hidden": unary}
+            ),
+        )
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -68,13 +76,15 @@ async def test_members_apply_in_order_and_compose_once_per_method() -> None:
             seen.clear()
             assert await plain(b"y") == b"y"
             assert seen == ["outer", "handler"]  # inner passed Plain through
-            unknown = channel.unary_unary(f"/{SERVICE}/Missing")
-            try:
-                await unknown(b"z")
-                raise AssertionError("an unknown method must fail")
-            except grpc.aio.AioRpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+            for name in ("Missing", "Hidden"):  # no handler; a member refused it
+                try:
+                    await channel.unary_unary(f"/{SERVICE}/{name}")(b"z")
+                    raise AssertionError(f"{name} must fail")
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNIMPLEMENTED, name
+            assert seen == ["outer", "handler"]  # the refused call ran nothing
     finally:
         await server.stop(None)
-    # Once per method with a handler (Echo, Plain), not once per call.
-    assert (outer.intercepted, inner.intercepted) == (2, 2)
+    # Once per method with a handler (Echo, Plain), not once per call; a refused method
+    # is not cached (asked again per call: Hidden once here).
+    assert (outer.intercepted, inner.intercepted) == (2, 3)
