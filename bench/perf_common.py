@@ -34,16 +34,32 @@ LISTENING = re.compile(rb"auton8n listening on ([\d.]+):(\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def machine() -> dict[str, Any]:
-    model = ""
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def replace_section(path: Path, heading: str, section: str) -> None:
+    """Replace the section of ``path`` that starts with ``heading`` (up to the next
+    ``## `` heading) by ``section``, keeping what other benchmarks wrote; append it when
+    missing; create the file if needed."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(heading)
+    if start < 0:
+        path.write_text(text.rstrip("\n") + "\n\n" + section)
+        return
+    end = text.find("\n## ", start + len(heading))
+    rest = text[end + 1 :] if end >= 0 else ""
+    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
+
+
+def machine() -> dict[str, Any]:
     return {
         "nproc": os.cpu_count(),
-        "cpu": model,
+        "cpu": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "loadavg": loadavg(),

@@ -282,15 +282,9 @@ def render(data: dict[str, Any]) -> str:
 
 def write_markdown(data: dict[str, Any], path: Path) -> None:
     """Replace this section of ``path`` (up to the next ``## `` heading), keeping the rest."""
-    section = render(data)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    rest = text[end + 1 :] if end >= 0 else ""
-    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
+    from bench.perf_common import replace_section
+
+    replace_section(path, SECTION, render(data))
 
 
 def main() -> None:

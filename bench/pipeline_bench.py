@@ -43,6 +43,7 @@ from typing import Any
 
 from loguru import logger
 
+from bench.perf_common import cpu_model, replace_section
 from server.domain.spec import PluginSpec
 from server.generators.template import expected_exports, render_plugin
 from server.pipeline import checks
@@ -576,12 +577,6 @@ async def bench_disk(b: Bench) -> None:
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     mem = ""
     with contextlib.suppress(OSError):
         kib = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
@@ -589,7 +584,7 @@ def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {
         "nproc": os.cpu_count(),
-        "cpu": model,
+        "cpu": cpu_model(),
         "memory": mem,
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -848,16 +843,8 @@ Notes:
 
 
 def update_section(path: Path, section: str) -> None:
-    """Replace this bench's section of ``path`` (up to the next ``## `` heading), keeping
-    what other benchmarks wrote; create the file if needed."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    rest = text[end + 1 :] if end >= 0 else ""
-    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
+    """Replace this bench's section of ``path``, keeping what other benchmarks wrote."""
+    replace_section(path, SECTION, section)
 
 
 async def run(n: int) -> dict[str, Any]:
