@@ -28,13 +28,30 @@ if TYPE_CHECKING:
     from server.pipeline.reporter import JobReporter
     from server.worker import PipelineRunner
 
-__all__ = ["LoggedPipeline", "bind_request", "configure_logging", "scrub", "unbind_request"]
+__all__ = [
+    "LoggedPipeline",
+    "bind_request",
+    "bound_request_id",
+    "configure_logging",
+    "debug_enabled",
+    "scrub",
+    "unbind_request",
+]
 
 # The log context of the RPC being served. One contextvar write per call, where loguru's
 # contextualize costs a dict merge, a write and a reset (a measurable share of a GetJob):
 # grpc.aio runs every RPC in a task of its own, so the value ends with the call's task,
 # and tasks the handler starts inherit it.
 _REQUEST: ContextVar[Mapping[str, str] | None] = ContextVar("auton8n_request", default=None)
+
+
+# Whether DEBUG records reach a sink (configure_logging knows; True until it runs), so
+# per-call debug lines can skip even computing their arguments.
+_debug = True
+
+
+def debug_enabled() -> bool:
+    return _debug
 
 
 def bind_request(fields: Mapping[str, str] | None) -> Token[Mapping[str, str] | None]:
@@ -44,6 +61,12 @@ def bind_request(fields: Mapping[str, str] | None) -> Token[Mapping[str, str] | 
 
 def unbind_request(token: Token[Mapping[str, str] | None]) -> None:
     _REQUEST.reset(token)
+
+
+def bound_request_id() -> str | None:
+    """The ``request_id`` of the RPC being served, if its context was bound."""
+    fields = _REQUEST.get()
+    return None if fields is None else fields.get("request_id")
 
 
 # Things that look like credentials: provider keys, bearer tokens, key=value secrets.
@@ -91,7 +114,9 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
 
     Credentials are scrubbed from the message and string context values (every sink)
     and from the whole formatted line of this sink (exception texts and tracebacks)."""
+    global _debug
     serialize = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    _debug = logger.level(level.upper()).no <= logger.level("DEBUG").no
     logger.remove()
     options: dict[str, Any] = {"level": level.upper(), "serialize": serialize, "backtrace": False}
     if not serialize:

@@ -120,14 +120,14 @@ class GrpcMethodMetrics:
         self.sent = Tally()
         # Latency only for unary calls: streams such as WatchJob live for minutes.
         self.handling = Latency() if grpc_type == "unary" else None
-        self.by_code: dict[str, Tally] = {}
+        self.by_code: dict[grpc.StatusCode, Tally] = {}
 
     def handled(self, code: grpc.StatusCode) -> None:
         """Count one finished call with its final status code."""
-        tally = self.by_code.get(code.name)
+        tally = self.by_code.get(code)
         if tally is None:
-            tally = self.by_code[code.name] = Tally()
-        tally.inc()
+            tally = self.by_code[code] = Tally()
+        tally.value += 1
 
 
 class _GrpcCollector(Collector):
@@ -163,7 +163,7 @@ class _GrpcCollector(Collector):
             received.add_metric(values, m.received.value)
             sent.add_metric(values, m.sent.value)
             for code, tally in list(m.by_code.items()):
-                handled.add_metric([*values, code], tally.value)
+                handled.add_metric([*values, code.name], tally.value)
             if m.handling is not None:
                 handling.add_metric(values, m.handling.cumulative(), m.handling.sum)
         yield from (started, handled, handling, received, sent)

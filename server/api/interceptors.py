@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Never, TypeAlias
 
@@ -33,15 +33,28 @@ from server.errors import (
     ServiceError,
     Unavailable,
 )
+from server.logs import bound_request_id
 
-__all__ = ["Admit", "After", "ErrorInterceptor", "abort_with", "guard", "status_for"]
+__all__ = [
+    "REQUEST_ID_KEY",
+    "Admit",
+    "After",
+    "ErrorInterceptor",
+    "abort_with",
+    "guard",
+    "status_for",
+]
 
 DETAILS_KEY = "grpc-status-details-bin"
+REQUEST_ID_KEY = "x-request-id"
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # Runs after the handler with the exception it ended with (None when it returned).
 After: TypeAlias = Callable[[BaseException | None], Awaitable[None]]
 # Decides before the handler: raises ServiceError to refuse; may return an After hook.
-Admit: TypeAlias = Callable[[Context], Awaitable[After | None]]
+# Synchronous, because it runs on every call and usually decides from memory (a cached
+# token, an in-process bucket): when it must wait (a database read), it returns a
+# coroutine that does, and that coroutine refuses or returns the After hook instead.
+Admit: TypeAlias = Callable[[Context], "After | Coroutine[Any, Any, After | None] | None"]
 
 
 # Trailers past 8 KiB make grpc clients fail the call with RESOURCE_EXHAUSTED instead of
@@ -113,6 +126,11 @@ async def abort_with(context: Context, error: ServiceError) -> Never:
     status = status_for(error)
     # Trailers set earlier in the call (x-request-id) survive: abort replaces them.
     kept = tuple((k, v) for k, v in context.trailing_metadata() or () if k != DETAILS_KEY)
+    # Every error names its request (the RequestContextInterceptor's id), so a client can
+    # quote it; successes carry it only when the client sent one.
+    request_id = bound_request_id()
+    if request_id is not None and all(k != REQUEST_ID_KEY for k, _ in kept):
+        kept += ((REQUEST_ID_KEY, request_id),)
     await context.abort(
         error.code,
         status.message,
@@ -211,6 +229,17 @@ async def _refuse(method: str, context: Context, exc: Exception) -> Never:
     await abort_with(context, exc if isinstance(exc, ServiceError) else _unexpected(method, exc))
 
 
+async def _admitted(method: str, admit: Admit, context: Context) -> After | None:
+    """``admit``'s answer (awaited when it had to wait), or the call ended with its refusal."""
+    try:
+        decided = admit(context)
+        if isinstance(decided, Coroutine):
+            return await decided
+        return decided
+    except Exception as exc:
+        await _refuse(method, context, exc)
+
+
 async def _after(method: str, after: After, failure: BaseException | None) -> None:
     try:
         await after(failure)
@@ -236,10 +265,7 @@ def guard(
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            try:
-                after = await admit(context)
-            except Exception as exc:
-                await _refuse(method, context, exc)
+            after = await _admitted(method, admit, context)
             failure: BaseException | None = None
             try:
                 # aclosing: a refusal between messages closes the handler's generator
@@ -264,8 +290,10 @@ def guard(
     if inspect.iscoroutinefunction(behavior):
 
         async def call(request: Any, context: Context) -> Any:
-            try:
-                after = await admit(context)
+            try:  # _admitted inline: one coroutine less on every unary call
+                after = admit(context)
+                if isinstance(after, Coroutine):
+                    after = await after
             except Exception as exc:
                 await _refuse(method, context, exc)
             if after is None:

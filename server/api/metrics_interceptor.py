@@ -33,7 +33,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from server.api.handlers import HandlerCache, rewrap
-from server.metrics import GrpcMethodMetrics, Metrics, Tally
+from server.metrics import GrpcMethodMetrics, Latency, Metrics, Tally
 
 __all__ = ["MetricsInterceptor", "call_status"]
 
@@ -132,7 +132,11 @@ def _wrap(
     if not inspect.iscoroutinefunction(behavior):
         return behavior  # a sync handler (thread pool): not ours to time
 
-    streaming_response = m.handling is None
+    handling = m.handling
+    if handling is not None and not request_streaming:
+        return _unary(behavior, m, handling)
+
+    streaming_response = handling is None
 
     async def call(request: Any, context: _Context) -> Any:
         request, inner = prepare(request, context)
@@ -154,6 +158,31 @@ def _wrap(
                 m.handling.observe(time.perf_counter() - started)
 
     return call
+
+
+def _unary(
+    behavior: Callable[..., Any], m: GrpcMethodMetrics, handling: Latency
+) -> Callable[..., Any]:
+    """The unary-unary wrapper: the most frequent calls, so the fewest steps."""
+    started, received, sent = m.started, m.received, m.sent
+
+    async def unary(request: Any, context: _Context) -> Any:
+        started.value += 1
+        received.value += 1
+        t0 = time.perf_counter()
+        try:
+            response = await behavior(request, context)
+        except BaseException as exc:
+            m.handled(_failure(exc, context))
+            handling.observe(time.perf_counter() - t0)
+            raise
+        if response is not None:
+            sent.value += 1
+        m.handled(_status(context, grpc.StatusCode.OK))
+        handling.observe(time.perf_counter() - t0)
+        return response
+
+    return unary
 
 
 # unused-ignore: without grpc stubs (types-grpcio) ServerInterceptor is Any.

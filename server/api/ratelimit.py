@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -138,18 +138,40 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         admit = functools.partial(self._admit, method)
         return rewrap(handler, lambda _kind, behavior: guard(method, behavior, admit))
 
-    async def _admit(self, method: str, context: Context) -> After | None:
+    def _admit(
+        self, method: str, context: Context
+    ) -> After | Coroutine[Any, Any, After | None] | None:
         principal = principal_or_none()
-        key = client_key(principal.token_id if principal else None, context.peer())
+        token_id = principal.token_id if principal is not None else None
+        key = client_key(token_id, "" if token_id else context.peer())
+        requests = self._limits.requests
+        if requests is not None and not self._buckets.try_take(f"{requests.name}:{key}", requests):
+            # Refused (take() again, for the refusal's details; a refused check takes
+            # nothing), or a shared bucket, which takes a statement.
+            return self._admit_later(method, key)
+        return self._admit_method(method, key)
+
+    async def _admit_later(self, method: str, key: str) -> After | None:
+        requests = self._limits.requests
+        assert requests is not None
+        await self._take(method, requests, key)
+        then = self._admit_method(method, key)
+        return await then if isinstance(then, Coroutine) else then
+
+    def _admit_method(
+        self, method: str, key: str
+    ) -> After | Coroutine[Any, Any, After | None] | None:
+        """The checks of particular methods, after the requests bucket admitted the call."""
         limits = self._limits
-        if limits.requests is not None:
-            await self._take(method, limits.requests, key)
         if method == CREATE_METHOD and limits.create is not None:
-            await self._take(method, limits.create, key)
-            return functools.partial(self._give_back_on_failure, limits.create, key)
+            return self._admit_create(method, limits.create, key)
         if method == WATCH_METHOD and limits.max_watches > 0:
             return self._open_watch(method, key, limits.max_watches)
         return None
+
+    async def _admit_create(self, method: str, policy: BucketPolicy, key: str) -> After:
+        await self._take(method, policy, key)
+        return functools.partial(self._give_back_on_failure, policy, key)
 
     async def _take(self, method: str, policy: BucketPolicy, key: str) -> None:
         decision = await self._buckets.take(f"{policy.name}:{key}", policy)

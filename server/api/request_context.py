@@ -8,12 +8,15 @@ starts inherit it; records get the fields from the patcher ``configure_logging``
 
 ``request_id``: the client's ``x-request-id`` metadata when it is 1-128 characters of
 ``[A-Za-z0-9._~:/+=-]``, otherwise a fresh one (32 hex digits: 16 random per server
-process, then a counter; unique without a random draw per call). It is sent back in the
-trailing metadata as ``x-request-id`` (on errors too, see ``abort_with``), so a client
-can quote it when reporting a problem. (Unrelated to ``CreatePluginRequest.request_id``,
-the idempotency key.)
+process, then a counter; unique without a random draw per call). Every error sends it
+back in the trailing metadata as ``x-request-id`` (``abort_with``), so a client can quote
+it when reporting a problem; a call that succeeds sends it back only when the client sent
+an ``x-request-id`` (its own, or the replacement of an unsafe one). A trailer on every
+success cost ~5% of GetJob's throughput (bench/perf_analysis.md). (Unrelated to
+``CreatePluginRequest.request_id``, the idempotency key.)
 
-Each finished call also writes one DEBUG record, ``rpc <method> <code> <ms> ms``.
+Each finished call also writes one DEBUG record, ``rpc <method> <code> <ms> ms`` (when
+DEBUG records go anywhere: otherwise not even its code and time are computed).
 
 Place it right after the MetricsInterceptor, before authentication, so refusals are
 logged with the context too.
@@ -32,13 +35,13 @@ from typing import Any, TypeAlias
 import grpc
 from loguru import logger
 
+from server.api.chain import invocation_metadata
 from server.api.handlers import HandlerCache, rewrap
+from server.api.interceptors import REQUEST_ID_KEY
 from server.api.metrics_interceptor import call_status
-from server.logs import bind_request, unbind_request
+from server.logs import bind_request, debug_enabled, unbind_request
 
-__all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "RequestIds", "request_id_from"]
-
-REQUEST_ID_KEY = "x-request-id"
+__all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "RequestIds"]
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=-]{1,128}")
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -55,26 +58,27 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):016x}"
 
 
-def request_id_from(metadata: Iterable[tuple[str, Any]] | None, new: Callable[[], str]) -> str:
-    """The client's ``x-request-id`` if it is safe to log and echo, else ``new()``."""
-    for key, value in metadata or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and _SAFE_REQUEST_ID.fullmatch(value):
-            return value
-    return new()
+def _request_id(metadata: Iterable[tuple[str, Any]], new: Callable[[], str]) -> tuple[str, bool]:
+    """The call's request id: the client's ``x-request-id`` if it is safe to log and echo,
+    else ``new()``; and whether the client sent one."""
+    for key, value in metadata:
+        if key == REQUEST_ID_KEY:
+            if isinstance(value, str) and _SAFE_REQUEST_ID.fullmatch(value):
+                return value, True
+            return new(), True
+    return new(), False
 
 
 def _context_of(
     method: str, request: Any, context: _Context, new_id: Callable[[], str]
 ) -> dict[str, str]:
-    fields = {
-        "request_id": request_id_from(context.invocation_metadata(), new_id),
-        "method": method,
-        "peer": context.peer() or "",
-    }
+    request_id, asked = _request_id(invocation_metadata(context), new_id)
+    fields = {"request_id": request_id, "method": method, "peer": context.peer() or ""}
     job_id = getattr(request, "job_id", None)
     if isinstance(job_id, str) and _SAFE_JOB_ID.fullmatch(job_id):
         fields["job_id"] = job_id
-    context.set_trailing_metadata(((REQUEST_ID_KEY, fields["request_id"]),))
+    if asked:  # errors get it anyway (abort_with); a success only when asked for
+        context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
     return fields
 
 
@@ -105,7 +109,8 @@ def _wrap(method: str, behavior: Callable[..., Any], new_id: RequestIds) -> Call
                 token = bind_request(fields)
                 try:
                     await items.aclose()
-                    _finished(method, context, failure, t0)
+                    if debug_enabled():
+                        _finished(method, context, failure, t0)
                 finally:
                     unbind_request(token)
 
@@ -116,6 +121,8 @@ def _wrap(method: str, behavior: Callable[..., Any], new_id: RequestIds) -> Call
 
     async def call(request: Any, context: _Context) -> Any:
         bind_request(_context_of(method, request, context, new_id))
+        if not debug_enabled():  # no "rpc" line to write
+            return await behavior(request, context)
         t0 = time.perf_counter()
         failure: BaseException | None = None
         try:

@@ -70,14 +70,32 @@ class BatchedBuckets:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:  # one reservation in flight per key; the others wait for it
             now = self._clock()
-            stock = self._stock.get(key)
-            if stock is not None and stock.expires > now and stock.tokens >= cost - _EPSILON:
-                stock.tokens -= cost
-                return _local(policy, stock)
-            decision = await self._reserve(key, policy, cost, now)
+            stock = self._spend_stock(key, cost, now)
+            if stock is not None:
+                decision = _local(policy, stock)
+            else:
+                decision = await self._reserve(key, policy, cost, now)
         if len(self._locks) > self._max_keys:
             self._prune()
         return decision
+
+    def try_take(self, key: str, policy: BucketPolicy, cost: float = 1.0) -> bool | None:
+        """True when this replica's reservation holds the tokens and no reservation is
+        in flight (calls waiting for one go first); else None: ``take``."""
+        if policy.batch <= 1:
+            return None
+        lock = self._locks.get(key)
+        if lock is not None and lock.locked():
+            return None
+        return True if self._spend_stock(key, cost, self._clock()) is not None else None
+
+    def _spend_stock(self, key: str, cost: float, now: float) -> _Stock | None:
+        """The live reservation of ``key``, ``cost`` spent from it, if it holds that much."""
+        stock = self._stock.get(key)
+        if stock is not None and stock.expires > now and stock.tokens >= cost - _EPSILON:
+            stock.tokens -= cost
+            return stock
+        return None
 
     async def _reserve(self, key: str, policy: BucketPolicy, cost: float, now: float) -> Decision:
         want = max(cost, float(policy.batch))

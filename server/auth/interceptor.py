@@ -14,7 +14,7 @@ RESOURCE_EXHAUSTED, and that address's calls are refused before any token lookup
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import grpc
@@ -22,8 +22,9 @@ from grpc_health.v1 import health
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 
+from server.api.chain import invocation_metadata
 from server.api.handlers import HandlerCache, rewrap
-from server.api.interceptors import After, Context, guard
+from server.api.interceptors import Context, guard
 from server.auth.failures import FailureThrottle
 from server.auth.principal import ANONYMOUS, Principal, client_key, set_principal
 from server.errors import Unauthenticated, Unavailable
@@ -36,6 +37,11 @@ _SCHEME = "bearer "
 
 class Authenticator(Protocol):
     async def authenticate(self, token: str) -> Principal | None: ...
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of ``token`` if a live cached check vouches for it, else None
+        (then ``authenticate`` decides)."""
+        ...
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -65,22 +71,36 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._failures = failures
         self._handlers = HandlerCache()
 
-    async def _anonymous(self, context: Context) -> After | None:
+    def _anonymous(self, context: Context) -> None:
         set_principal(ANONYMOUS)
-        return None
 
-    async def _authenticate(self, context: Context) -> After | None:
-        set_principal(await self._check(context))
-        return None
+    def _authenticate(self, context: Context) -> Coroutine[Any, Any, None] | None:
+        principal = self._check_now(context)
+        if isinstance(principal, Principal):
+            set_principal(principal)
+            return None
+        return self._set_when_checked(principal)
+
+    async def _set_when_checked(self, check: Coroutine[Any, Any, Principal]) -> None:
+        set_principal(await check)
 
     async def _recheck(self, context: Context) -> None:
-        await self._check(context)
+        principal = self._check_now(context)
+        if not isinstance(principal, Principal):
+            await principal
 
-    async def _check(self, context: Context) -> Principal:
+    def _check_now(self, context: Context) -> Principal | Coroutine[Any, Any, Principal]:
+        """The caller, from the token cache; else a coroutine that checks the token."""
         failures = self._failures
         if failures is not None and failures.blocking:
             failures.check(client_key(None, context.peer()))
-        token = bearer_token(context.invocation_metadata())
+        token = bearer_token(invocation_metadata(context))
+        assert self._tokens is not None
+        if token is not None and (principal := self._tokens.cached(token)) is not None:
+            return principal
+        return self._check(context, token)
+
+    async def _check(self, context: Context, token: str | None) -> Principal:
         if token is None:
             await self._failed(context)
             raise Unauthenticated(

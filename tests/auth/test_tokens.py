@@ -103,6 +103,33 @@ async def test_revocation_is_immediate_even_with_a_cache(engine: AsyncEngine) ->
         await tokens.revoke("ffffffffffff")
 
 
+async def test_cached_vouches_only_for_the_exact_token_checked_within_the_cache_time(
+    engine: AsyncEngine,
+) -> None:
+    """``cached`` (the per-call path, no hashing) answers only for a token ``authenticate``
+    accepted, until the cache time ends or the token is revoked; else None, and
+    ``authenticate`` decides."""
+    clock = Clock()
+    tokens = TokenStore(engine, cache_s=2.0, clock=clock)
+    issued = await tokens.create(tenant="acme")
+    assert tokens.cached(issued.token) is None  # never checked
+    checked = await tokens.authenticate(issued.token)
+    assert checked is not None and tokens.cached(issued.token) == checked
+    token_id, secret = issued.token.rsplit("_", 1)
+    forged = f"{token_id}_{'x' * len(secret)}"  # same id, wrong secret
+    assert await tokens.authenticate(forged) is None and tokens.cached(forged) is None
+    clock.now += 2.0
+    assert tokens.cached(issued.token) is None  # expired with the check it rests on
+    assert await tokens.authenticate(issued.token) == checked
+    assert tokens.cached(issued.token) == checked
+    await tokens.revoke(issued.info.id)
+    assert tokens.cached(issued.token) is None  # revoked: at once
+    uncached = TokenStore(engine, cache_s=0, clock=clock)
+    other = await uncached.create(tenant="acme")
+    assert await uncached.authenticate(other.token) is not None
+    assert uncached.cached(other.token) is None  # no cache time: every call checks
+
+
 async def test_another_process_revoking_is_seen_within_the_cache_time(engine: AsyncEngine) -> None:
     clock = Clock()
     server = TokenStore(engine, cache_s=2.0, clock=clock)

@@ -140,14 +140,22 @@ async def test_every_record_of_a_request_carries_its_context(
             )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert ("x-request-id", "trace-42") in tuple(caught.value.trailing_metadata() or ())
-        # None, or one unsafe to log: a fresh one.
+        # One unsafe to log: a fresh one, sent back; none: a fresh one, sent back on
+        # errors only (a trailer on every success costs throughput).
         generated = []
-        for metadata in ((), (("x-request-id", "two words"),), (("x-request-id", "x" * 129),)):
+        for metadata in ((("x-request-id", "two words"),), (("x-request-id", "x" * 129),)):
             call = stub.ListJobs(pb.ListJobsRequest(page_size=1), metadata=metadata)
             await call
             trailers = dict(tuple(await call.trailing_metadata() or ()))
             assert len(trailers["x-request-id"]) == 32
             generated.append(trailers["x-request-id"])
+        call = stub.ListJobs(pb.ListJobsRequest(page_size=1))
+        await call
+        assert "x-request-id" not in dict(tuple(await call.trailing_metadata() or ()))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetJob(pb.GetJobRequest(job_id=missing))
+        failed_id = dict(tuple(caught.value.trailing_metadata() or ()))["x-request-id"]
+        assert len(failed_id) == 32 and failed_id not in generated
         # A stream: records logged while it runs carry the context too.
         job = await stub.CreatePlugin(create_request(load_spec("time"), model="log-and-fail"))
         await wait_for_state(stub, job.id, TERMINAL, timeout=60)
@@ -161,6 +169,7 @@ async def test_every_record_of_a_request_carries_its_context(
     for request_id in generated:
         [listed] = json_log.find("rpc /auton8n.v1.PluginService/ListJobs OK", request_id=request_id)
         assert "job_id" not in listed["extra"]
+    [_failed] = json_log.find(f"rpc {GET_JOB} NOT_FOUND", request_id=failed_id)
     [created] = json_log.find("job created for")
     assert created["extra"]["method"] == "/auton8n.v1.PluginService/CreatePlugin"
     assert created["extra"]["job_id"] == job.id and created["extra"]["request_id"]
