@@ -130,3 +130,20 @@ def test_requests_batch_follows_the_settings(
     limits = RateLimits.from_settings(settings)
     assert limits.requests is not None and limits.requests.batch == expected
     assert limits.create is not None and limits.create.batch == 1
+
+
+async def test_try_take_spends_only_a_live_local_reservation() -> None:
+    """The per-call check never waits: True while this replica's reservation holds
+    tokens, None (ask ``take``) without one, when it expired, and for unbatched
+    policies; what it spends counts like a ``take``."""
+    clock = Clock()
+    shared, (replica,) = replicas(1, clock)
+    assert replica.try_take("k", POLICY) is None  # nothing reserved yet
+    assert (await replica.take("k", POLICY)).admitted  # reserves 5, spends 1
+    assert [replica.try_take("k", POLICY) for _ in range(5)] == [True] * 4 + [None]
+    assert replica.shared_checks == 1
+    assert (await replica.take("k", POLICY)).remaining == 34  # 40 - 5 - 1 (a new batch)
+    clock.now += 1.5  # the reservation expired
+    assert replica.try_take("k", POLICY) is None
+    single = BucketPolicy("create", capacity=3, refill_per_s=1.0)
+    assert replica.try_take("c", single) is None and await shared.take("c", single)

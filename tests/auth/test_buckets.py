@@ -154,3 +154,17 @@ async def test_sql_buckets_are_atomic_and_shared(database_url: str) -> None:
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_try_take_admits_as_take_does_and_refusals_take_nothing() -> None:
+    """The per-call yes/no check follows the same math as ``take`` (same schedule, same
+    admitted counts), and a refusal leaves the bucket as it was."""
+    clock = Clock()
+    quick, full = MemoryBuckets(clock), MemoryBuckets(clock)
+    schedule = [0.0] * 6 + [1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 3600.0] + [0.0] * 5
+    for step in schedule:
+        clock.now += step
+        assert quick.try_take("k", POLICY) == (await full.take("k", POLICY)).admitted
+    assert quick.try_take("k", POLICY) is False
+    refused = await quick.take("k", POLICY)  # the refusal's details, after try_take said no
+    assert not refused.admitted and refused.retry_after_s == pytest.approx(2.0)

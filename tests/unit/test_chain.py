@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from server.api.chain import InterceptorChain
+from server.api.chain import InterceptorChain, invocation_metadata
 from server.api.handlers import rewrap
 
 SERVICE = "test.v1.Chain"
@@ -88,3 +88,38 @@ async def test_members_apply_in_order_and_compose_once_per_method() -> None:
     # Once per method with a handler (Echo, Plain), not once per call; a refused method
     # is not cached (asked again per call: Hidden once here).
     assert (outer.intercepted, inner.intercepted) == (2, 3)
+
+
+async def test_wrappers_read_the_calls_metadata_in_a_chain_and_outside_one() -> None:
+    """``invocation_metadata`` gives a wrapper the call's metadata: the tuple grpc built
+    for the chain, or the context's own when no chain runs."""
+    got: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def handler(request: bytes, context: Any) -> bytes:
+        got.append((request.decode(), invocation_metadata(context)))
+        return request
+
+    servers, ports = [], []
+    for interceptors in ([InterceptorChain([Tagging("t", [])])], []):
+        server = grpc.aio.server(interceptors=interceptors)
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(handler)}
+                ),
+            )
+        )
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        servers.append(server)
+        await server.start()
+    try:
+        for name, port in zip(("chain", "plain"), ports, strict=True):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                echo = channel.unary_unary(f"/{SERVICE}/Echo")
+                await echo(name.encode(), metadata=(("x-trace", name), ("x-other", "1")))
+    finally:
+        for server in servers:
+            await server.stop(None)
+    for name, metadata in got:
+        assert ("x-trace", name) in metadata and ("x-other", "1") in metadata, name
+    assert [name for name, _ in got] == ["chain", "plain"]
