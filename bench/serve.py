@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import resource
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -173,7 +172,7 @@ def _registry(gate: Path) -> Any:
 
 
 async def _serve() -> None:
-    from server.app import App, freeze_heap
+    from server.app import App, serving, stop_on_signals
     from server.logs import configure_logging
     from server.settings import Settings
 
@@ -186,22 +185,17 @@ async def _serve() -> None:
     gate = os.environ.get("AUTON8N_BENCH_GATE")
     app = App(settings, generators=_registry(Path(gate)) if gate else None)
     report = os.environ.get("AUTON8N_BENCH_LOOP_REPORT")
-    probe = LoopProbe() if report else None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        port = await app.start()
-        freeze_heap()  # as server.app.run does
+    stop = stop_on_signals()
+    async with serving(app) as port:  # as server.app.run serves
+        probe = LoopProbe() if report else None
         if probe is not None:
             probe.start(debug=os.environ.get("AUTON8N_BENCH_ASYNCIO_DEBUG") == "1")
-        print(f"auton8n listening on 127.0.0.1:{port}", flush=True)
-        await stop.wait()
-    finally:
-        if probe is not None and report:
-            await probe.stop(Path(report))
-        await app.stop()
+        try:
+            print(f"auton8n listening on 127.0.0.1:{port}", flush=True)
+            await stop.wait()
+        finally:
+            if probe is not None and report:
+                await probe.stop(Path(report))
 
 
 def main() -> None:

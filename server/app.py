@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -63,7 +63,7 @@ from server.store.migrate import migrate
 from server.store.repository import Store
 from server.worker import Worker
 
-__all__ = ["App", "freeze_heap", "run"]
+__all__ = ["App", "freeze_heap", "run", "serving", "stop_on_signals"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PluginService"].full_name
 MODEL_HEALTH_SERVICE = f"{SERVICE_NAME}.model"  # NOT_SERVING while a provider is degraded
@@ -353,24 +353,37 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-async def run(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    configure_logging(settings.log_level, settings.log_format)
-    app = App(settings)
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGTERM or SIGINT sets (installed now: a signal during start-up
+    stops the server once it is up, instead of killing it half-started)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+@contextlib.asynccontextmanager
+async def serving(app: App) -> AsyncIterator[int]:
+    """``app`` started (its heap frozen) for the block, then stopped; yields the port."""
     try:
         port = await app.start()
         freeze_heap()
+        yield port
+    finally:
+        await app.stop()
+
+
+async def run(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    configure_logging(settings.log_level, settings.log_format)
+    stop = stop_on_signals()
+    async with serving(App(settings)) as port:
         host = settings.listen_address.rsplit(":", 1)[0]
         # One stable line on stdout: scripts and tests read the bound port from it.
         print(f"auton8n listening on {host}:{port}", flush=True)
         await stop.wait()
         logger.info("signal received; shutting down")
-    finally:
-        await app.stop()
 
 
 def main() -> None:

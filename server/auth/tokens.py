@@ -9,11 +9,10 @@ Checks are cached for ``cache_s`` seconds (AUTON8N_AUTH_CACHE_S, default 2; 0 re
 database on every call): one primary-key read per call halved GetJob throughput on
 SQLite (bench/unary_bench.py, variant c). Within that time a token already accepted is
 recognised by the exact bearer string (``cached``: a dict lookup, not a sha256 per call).
-Revocation stays immediate where it can be: the
-revoking TokenStore forgets the token at once, and on PostgreSQL the revocation is
-NOTIFYed (at commit) to every replica, which forget it too. The cache bounds everything
-else (a lost notification; ``auton8n tokens revoke`` against a running SQLite server) to
-``cache_s``.
+Revocation stays immediate where it can be: the revoking TokenStore forgets the token at
+once, and on PostgreSQL the revocation is NOTIFYed (at commit) to every replica, which
+forget it too. The cache bounds everything else (a lost notification; ``auton8n tokens
+revoke`` against a running SQLite server) to ``cache_s``.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ REVOKED_NOTICE = "token-revoked:"  # NOTIFY payload prefix, followed by the toke
 _ID_HEX = 12
 _TOKEN = re.compile(rf"{PREFIX}_([0-9a-f]{{{_ID_HEX}}})_(.+)", re.DOTALL)
 _CACHE_MAX = 10_000
-_MAX_TOKEN = 200
 # A cached check: (expires at, sha256 of the secret, principal); None, None: no such
 # active token.
 _Cached = tuple[float, str | None, Principal | None]
@@ -90,7 +88,7 @@ def hash_secret(secret: str) -> str:
 
 def parse_token(token: str) -> tuple[str, str] | None:
     """(id, secret) of a well-formed token, else None (never raises)."""
-    if len(token) > _MAX_TOKEN or (match := _TOKEN.fullmatch(token)) is None:
+    if len(token) > 200 or (match := _TOKEN.fullmatch(token)) is None:
         return None
     return match[1], match[2]
 
