@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from client import ClientError, PluginClient, Retry, TlsOptions
 from client.cli import run as cli_run
+from server import healthprobe
 from server.app import App
 from server.settings import Settings, SettingsError
 from tests.conftest import AppFactory
@@ -147,6 +148,39 @@ async def test_tls_end_to_end_and_plaintext_is_refused(make_app: AppFactory, pki
     with pytest.raises(ClientError) as caught:
         await _list(app, TlsOptions(root_ca=pki.rogue_cert))
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_container_probe_reads_health_over_http_when_grpc_has_tls(
+    make_app: AppFactory, pki: Pki
+) -> None:
+    """The image's HEALTHCHECK holds no client certificate: with TLS on (mutual TLS here)
+    it asks /livez and /healthz on the metrics port, which report the gRPC health."""
+    app = await make_app(
+        tls_cert_file=str(pki.server_cert),
+        tls_key_file=str(pki.server_key),
+        tls_client_ca_file=str(pki.ca),
+        tls_require_client_cert=True,
+    )
+    env = {
+        "AUTON8N_LISTEN_ADDRESS": f"0.0.0.0:{app.port}",
+        "AUTON8N_METRICS_ADDRESS": f"0.0.0.0:{app.metrics_port}",
+        "AUTON8N_TLS_CERT_FILE": str(pki.server_cert),
+    }
+
+    async def probe(*args: str, environ: dict[str, str] = env) -> int:
+        return await asyncio.to_thread(healthprobe.main, list(args), environ)
+
+    liveness = ("--service", "auton8n.v1.PluginService.liveness")
+    assert await probe(*liveness) == 0
+    assert await probe() == 0  # readiness
+    assert await probe("--service", "auton8n.v1.PluginService.readiness") == 0
+    assert await probe("--service", "auton8n.v1.PluginService.model") == 1  # no endpoint for it
+    # What the probe did before: plaintext gRPC against the TLS port never says SERVING.
+    assert await probe("--address", f"127.0.0.1:{app.port}", "--timeout", "1", *liveness) == 1
+    plain = {k: v for k, v in env.items() if k != "AUTON8N_TLS_CERT_FILE"}
+    assert await probe("--timeout", "1", *liveness, environ=plain) == 1
+    await app.stop(grace_s=1.0)
+    assert await probe("--timeout", "1", *liveness) == 1  # unreachable
 
 
 async def test_mutual_tls_needs_a_client_certificate_from_the_ca(
