@@ -2,8 +2,11 @@
 
 A database already at the newest revision (every start but the first after an upgrade)
 is recognised without Alembic: the scripts' revision ids are read from their source
-(``script_heads``) and compared with ``alembic_version``. Alembic itself (~10 MB, and
-slow to import) is loaded only when there is something to migrate.
+(``script_heads``) and compared with ``alembic_version``. A new, empty database is
+created from the tables' metadata and stamped at head (Alembic's recipe for a fresh
+install; tests/store/test_migrations.py checks it builds what the scripts build).
+Alembic itself (~11 MB of a server's idle memory for good, and slow to import) is loaded
+only to upgrade a database from an older revision.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.store.tables import metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -82,6 +87,21 @@ def _stored(connection: Connection) -> set[str]:
     return {row[0] for row in rows}
 
 
+def _create_at_head(connection: Connection, head: str) -> None:
+    """A new database: the tables as the metadata defines them, stamped at ``head``."""
+    metadata.create_all(connection)
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("ALTER TABLE rate_buckets SET UNLOGGED"))  # as 0002 does
+    # The version table exactly as Alembic creates it.
+    connection.execute(
+        text(
+            f"CREATE TABLE {_VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+            f"CONSTRAINT {_VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+        )
+    )
+    connection.execute(text(f"INSERT INTO {_VERSION_TABLE} VALUES (:head)"), {"head": head})
+
+
 def _current(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -94,8 +114,12 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def _upgrade(connection: Connection) -> None:
-    if _stored(connection) == script_heads():
+    heads = script_heads()
+    if _stored(connection) == heads:
         return  # at head already: nothing for Alembic to do
+    if len(heads) == 1 and not inspect(connection).get_table_names():
+        _create_at_head(connection, *heads)
+        return
     from alembic import command
     from alembic.script import ScriptDirectory
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from server.store.engine import create_engine
 from server.store.migrate import (
     SchemaTooNew,
+    alembic_config,
     current_revision,
     head_revision,
     migrate,
@@ -66,3 +74,90 @@ async def test_a_database_behind_head_is_upgraded(database_url: str) -> None:
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
+
+
+def _schema(connection: Connection) -> dict[str, Any]:
+    """Everything the database says about its tables, in a comparable form."""
+    found = inspect(connection)
+    schema: dict[str, Any] = {}
+    for table in sorted(found.get_table_names()):
+        schema[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in found.get_columns(table)
+            ],
+            "primary key": found.get_pk_constraint(table),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), i["unique"]) for i in found.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)
+            ),
+            "checks": sorted(str(c) for c in found.get_check_constraints(table)),
+            "foreign keys": sorted(str(fk) for fk in found.get_foreign_keys(table)),
+        }
+    if connection.dialect.name == "postgresql":
+        persistence = (
+            "SELECT relname, relpersistence FROM pg_class"
+            " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+        )
+        schema["persistence"] = {r[0]: r[1] for r in connection.execute(text(persistence))}
+    return schema
+
+
+def _upgrade_with_alembic(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _drop_everything(connection: Connection) -> None:
+    for table in inspect(connection).get_table_names():
+        connection.execute(text(f'DROP TABLE "{table}"'))
+
+
+async def test_a_new_database_is_built_as_the_migration_scripts_build_it(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)  # empty database: from the metadata, stamped at head
+        assert await current_revision(engine) == head_revision()
+        async with engine.begin() as conn:
+            created = await conn.run_sync(_schema)
+            await conn.run_sync(_drop_everything)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_with_alembic)  # every script, in order
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_schema) == created
+            assert await conn.run_sync(_diff) == []
+        assert set(created) >= {*metadata.tables, "alembic_version"}
+    finally:
+        await engine.dispose()
+
+
+def test_a_new_database_leaves_alembic_unloaded(tmp_path: Path) -> None:
+    # The point of building a new database from the metadata: a server that created its
+    # database does not carry Alembic in memory for its whole life.
+    script = """
+import asyncio, json, sys
+from server.store.engine import create_engine
+from server.store.migrate import migrate, script_heads
+async def main(url):
+    engine = create_engine(url)
+    await migrate(engine)
+    await migrate(engine)
+    await engine.dispose()
+asyncio.run(main(sys.argv[1]))
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"})))
+"""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", script, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert json.loads(out.stdout) == []
