@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
-__all__ = ["HANDLER_KINDS", "HandlerCache", "rewrap"]
+__all__ = ["HANDLER_KINDS", "HandlerCache", "MethodInterceptor", "rewrap"]
 
 # (handler attribute, grpc_type label, constructor) for the four RPC shapes.
 HANDLER_KINDS: tuple[tuple[str, str, Callable[..., grpc.RpcMethodHandler[Any, Any]]], ...] = (
@@ -67,3 +67,31 @@ class HandlerCache:
         if len(self._wrapped) < self._max or method in self._wrapped:
             self._wrapped[method] = (handler, wrapped)
         return wrapped
+
+
+# unused-ignore: without grpc stubs (types-grpcio) ServerInterceptor is Any.
+class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+    """An interceptor that wraps each method's handler by the method alone: ``wrap``
+    builds the wrapper (or returns the handler as it is) once per method and handler;
+    later calls reuse it. This is the contract InterceptorChain relies on."""
+
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        return self._handlers.get(method, handler, lambda: self.wrap(method, handler))
+
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        raise NotImplementedError

@@ -24,7 +24,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from server.api.handlers import HANDLER_KINDS, HandlerCache, rewrap
+from server.api.handlers import HANDLER_KINDS, MethodInterceptor, rewrap
 from server.errors import (
     ERROR_DOMAIN,
     FieldViolation,
@@ -316,26 +316,9 @@ def guard(
     return refuse
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self) -> None:
-        self._handlers = HandlerCache()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        return self._handlers.get(method, handler, lambda: self._build(method, handler))
-
-    @staticmethod
-    def _build(
-        method: str, handler: grpc.RpcMethodHandler[Any, Any]
+class ErrorInterceptor(MethodInterceptor):
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         deserialize = handler.request_deserializer
         if handler.request_streaming or deserialize is None:

@@ -27,12 +27,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
 
-from server.api.handlers import HandlerCache, rewrap
+from server.api.handlers import MethodInterceptor, rewrap
 from server.metrics import GrpcMethodMetrics, Latency, Metrics, Tally
 
 __all__ = ["MetricsInterceptor", "call_status"]
@@ -185,32 +185,20 @@ def _unary(
     return unary
 
 
-# unused-ignore: without grpc stubs (types-grpcio) ServerInterceptor is Any.
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+class MetricsInterceptor(MethodInterceptor):
     """Records grpc_server_* series in ``metrics``; label children are cached per method."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        self._handlers = HandlerCache()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method, streaming = handler_call_details.method, handler.request_streaming
-        return self._handlers.get(
-            method,
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        streaming = handler.request_streaming
+        return rewrap(
             handler,
-            lambda: rewrap(
-                handler,
-                lambda kind, behavior: _wrap(
-                    behavior, self._metrics.grpc_method(kind, method), request_streaming=streaming
-                ),
+            lambda kind, behavior: _wrap(
+                behavior, self._metrics.grpc_method(kind, method), request_streaming=streaming
             ),
         )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,7 +31,7 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
-from server.api.handlers import HandlerCache, rewrap
+from server.api.handlers import MethodInterceptor, rewrap
 from server.api.interceptors import After, Context, guard
 from server.auth.buckets import BucketPolicy, Buckets, Decision
 from server.auth.principal import client_key, principal_or_none
@@ -106,35 +106,24 @@ def _refusal(method: str, policy: BucketPolicy, key: str, d: Decision) -> Resour
     )
 
 
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+class RateLimitInterceptor(MethodInterceptor):
     """Put it after the AuthInterceptor (it keys buckets by the caller's token)."""
 
     def __init__(self, limits: RateLimits, buckets: Buckets, metrics: Metrics) -> None:
+        super().__init__()
         self._limits = limits
         self._buckets = buckets
         self._metrics = metrics
         self._watches: dict[str, int] = {}  # client key -> open WatchJob streams
-        self._handlers = HandlerCache()
 
     def open_watches(self, key: str) -> int:
         return self._watches.get(key, 0)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(_EXEMPT_PREFIXES):
-            return handler
-        return self._handlers.get(method, handler, lambda: self._build(method, handler))
-
-    def _build(
+    def wrap(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        if method.startswith(_EXEMPT_PREFIXES):
+            return handler
         admit = functools.partial(self._admit, method)
         return rewrap(handler, lambda _kind, behavior: guard(method, behavior, admit))
 

@@ -29,14 +29,14 @@ import itertools
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeAlias
 
 import grpc
 from loguru import logger
 
 from server.api.chain import invocation_metadata
-from server.api.handlers import HandlerCache, rewrap
+from server.api.handlers import MethodInterceptor, rewrap
 from server.api.interceptors import REQUEST_ID_KEY
 from server.api.metrics_interceptor import call_status
 from server.logs import bind_request, debug_enabled, unbind_request
@@ -136,25 +136,15 @@ def _wrap(method: str, behavior: Callable[..., Any], new_id: RequestIds) -> Call
     return call
 
 
-# unused-ignore: without grpc stubs (types-grpcio) ServerInterceptor is Any.
-class RequestContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc, unused-ignore]
+class RequestContextInterceptor(MethodInterceptor):
     """Binds the request's log context; see the module docstring."""
 
     def __init__(self) -> None:
-        self._handlers = HandlerCache()
+        super().__init__()
         self._new_id = RequestIds()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method, new_id = handler_call_details.method, self._new_id
-        return self._handlers.get(
-            method, handler, lambda: rewrap(handler, lambda _kind, b: _wrap(method, b, new_id))
-        )
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        new_id = self._new_id
+        return rewrap(handler, lambda _kind, b: _wrap(method, b, new_id))

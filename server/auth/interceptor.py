@@ -14,7 +14,7 @@ RESOURCE_EXHAUSTED, and that address's calls are refused before any token lookup
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import grpc
@@ -23,7 +23,7 @@ from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.chain import invocation_metadata
-from server.api.handlers import HandlerCache, rewrap
+from server.api.handlers import MethodInterceptor, rewrap
 from server.api.interceptors import Context, guard
 from server.auth.failures import FailureThrottle
 from server.auth.principal import ANONYMOUS, Principal, client_key, set_principal
@@ -54,7 +54,7 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(MethodInterceptor):
     """``required``: tokens checked by ``tokens``; else everyone is ``ANONYMOUS``."""
 
     def __init__(
@@ -66,10 +66,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         if required and tokens is None:
             raise ValueError("auth required needs a token store")
+        super().__init__()
         self._tokens = tokens
         self._required = required
         self._failures = failures
-        self._handlers = HandlerCache()
 
     def _anonymous(self, context: Context) -> None:
         set_principal(ANONYMOUS)
@@ -122,22 +122,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if self._failures is not None:
             await self._failures.failed(client_key(None, context.peer()))
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(_EXEMPT_PREFIXES):
-            return handler
-        return self._handlers.get(method, handler, lambda: self._build(method, handler))
-
-    def _build(
+    def wrap(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        if method.startswith(_EXEMPT_PREFIXES):
+            return handler
         if not self._required:
             return rewrap(handler, lambda _kind, b: guard(method, b, self._anonymous))
         return rewrap(
