@@ -185,7 +185,8 @@ async def _bare(base: Path, concurrency: int, n: int) -> dict[str, Any]:
     sees), all made before the clock starts."""
     from bench.pipeline_bench import Bench
     from server.domain.spec import PluginSpec
-    from server.pipeline.sandbox import BubblewrapRunner, HostRunner, SandboxLimits
+    from server.pipeline.process import HostRunner, SandboxLimits
+    from server.pipeline.sandbox import BubblewrapRunner
     from server.pipeline.toolchain import Toolchain
 
     toolchain = Toolchain(TOOLCHAIN_DIR)

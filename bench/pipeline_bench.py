@@ -48,7 +48,8 @@ from server.domain.spec import PluginSpec
 from server.generators.template import expected_exports, render_plugin
 from server.pipeline import checks
 from server.pipeline.pipeline import package_policy
-from server.pipeline.sandbox import BubblewrapRunner, CommandResult, HostRunner, SandboxLimits
+from server.pipeline.process import CommandResult, HostRunner, SandboxLimits
+from server.pipeline.sandbox import BubblewrapRunner
 from server.pipeline.toolchain import DEFAULT_MANIFEST_DIR, Toolchain, Tools
 from server.pipeline.workspace import Workspace
 

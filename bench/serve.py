@@ -8,7 +8,7 @@
   ``AUTON8N_BENCH_ASYNCIO_DEBUG=1`` also asyncio's slow-callback log (debug mode,
   ``slow_callback_duration`` 50 ms: every callback that ran longer, with its name).
 - ``AUTON8N_BENCH_BUILD_NICENESS=<n>``: the niceness of the jobs' commands instead of
-  ``server.pipeline.sandbox.BUILD_NICENESS`` (0: as before that existed; a what-if).
+  ``server.pipeline.process.BUILD_NICENESS`` (0: as before that existed; a what-if).
 
 Prints ``auton8n listening on HOST:PORT`` like ``python -m server``; stops on SIGTERM.
 Run: ``python -m bench.serve`` (the benches start it).
@@ -178,9 +178,9 @@ async def _serve() -> None:
 
     settings = Settings.from_env(os.environ)
     if (niceness := os.environ.get("AUTON8N_BENCH_BUILD_NICENESS")) is not None:
-        from server.pipeline import sandbox
+        from server.pipeline import process
 
-        sandbox.BUILD_NICENESS = int(niceness)
+        process.BUILD_NICENESS = int(niceness)
     configure_logging(settings.log_level, settings.log_format)
     gate = os.environ.get("AUTON8N_BENCH_GATE")
     app = App(settings, generators=_registry(Path(gate)) if gate else None)

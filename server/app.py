@@ -47,13 +47,8 @@ from server.logs import LoggedPipeline, configure_logging
 from server.metrics import Metrics
 from server.metrics_http import MetricsHttpServer, grpc_health_check
 from server.pipeline.pipeline import Pipeline
-from server.pipeline.sandbox import (
-    BubblewrapRunner,
-    CommandRunner,
-    SandboxLimits,
-    UnsandboxedRunner,
-    probe_sandbox,
-)
+from server.pipeline.process import CommandRunner, SandboxLimits, UnsandboxedRunner
+from server.pipeline.sandbox import BubblewrapRunner, probe_sandbox
 from server.pipeline.toolchain import Toolchain
 from server.settings import Settings
 from server.store.engine import create_engine

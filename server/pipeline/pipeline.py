@@ -43,14 +43,14 @@ from server.generators.base import GenerationRequest, Generator, GeneratorError
 from server.generators.review import NotedResult, Reviewer, review_diagnostics
 from server.pipeline import checks
 from server.pipeline.packaging import build_artifact
-from server.pipeline.reporter import JobReporter
-from server.pipeline.sandbox import (
+from server.pipeline.process import (
     CommandResult,
     CommandRunner,
     HostRunner,
     SandboxError,
     SandboxLimits,
 )
+from server.pipeline.reporter import JobReporter
 from server.pipeline.toolchain import Toolchain, ToolchainError, Tools
 from server.pipeline.workspace import PackagePolicy, Workspace, WorkspaceLimits, WriteReport
 

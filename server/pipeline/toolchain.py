@@ -34,7 +34,7 @@ from typing import Any
 
 from loguru import logger
 
-from server.pipeline.sandbox import CommandRunner, HostRunner, SandboxLimits
+from server.pipeline.process import CommandRunner, HostRunner, SandboxLimits
 
 __all__ = [
     "DEFAULT_MANIFEST_DIR",

@@ -49,7 +49,8 @@ from server.generators.base import GenerationRequest, GenerationResult
 from server.generators.registry import GeneratorRegistry
 from server.generators.template import expected_exports, render_plugin
 from server.pipeline.pipeline import Pipeline
-from server.pipeline.sandbox import BubblewrapRunner, SandboxLimits
+from server.pipeline.process import SandboxLimits
+from server.pipeline.sandbox import BubblewrapRunner
 from server.pipeline.toolchain import Toolchain
 from tests.conftest import TOOLCHAIN_DIR, load_spec, open_to_sandbox, test_settings
 from tests.helpers import create_request, watch_to_end

@@ -21,7 +21,8 @@ from server.domain.states import Phase
 from server.generators.base import GenerationRequest, GenerationResult, GeneratorError
 from server.generators.template import TemplateGenerator, expected_exports
 from server.pipeline.pipeline import Pipeline, PipelineOutcome
-from server.pipeline.sandbox import BubblewrapRunner, CommandResult, HostRunner, SandboxLimits
+from server.pipeline.process import CommandResult, HostRunner, SandboxLimits
+from server.pipeline.sandbox import BubblewrapRunner
 from server.pipeline.toolchain import Toolchain
 from tests.conftest import TOOLCHAIN_DIR
 

@@ -15,13 +15,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from server.pipeline.sandbox import (
-    BubblewrapRunner,
-    CommandResult,
-    SandboxLimits,
-    UnsandboxedRunner,
-    probe_sandbox,
-)
+from server.pipeline.process import CommandResult, SandboxLimits, UnsandboxedRunner
+from server.pipeline.sandbox import BubblewrapRunner, probe_sandbox
 
 pytestmark = pytest.mark.e2e
 
