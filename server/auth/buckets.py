@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import Float, case, cast, delete, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.store.repository import shielded
+from server.store.shielding import shielded
 from server.store.tables import RateBucketRow, metadata
 
 __all__ = [

@@ -34,7 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from server.auth.principal import Principal, Role
 from server.domain.job import utcnow
 from server.errors import NotFound
-from server.store.repository import NOTIFY_CHANNEL, shielded
+from server.store.repository import NOTIFY_CHANNEL
+from server.store.shielding import shielded
 from server.store.tables import ApiTokenRow
 
 __all__ = [

@@ -9,13 +9,12 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -27,51 +26,14 @@ from server.domain.results import Diagnostic, IterationRecord, TestResults
 from server.domain.states import TERMINAL_STATES, JobState, check_transition
 from server.errors import FailedPrecondition, NotFound
 from server.store.convert import apply_changes, job_from_row, row_from_job
+from server.store.shielding import shielded
 from server.store.tables import ArtifactRow, EventRow, IterationRow, JobRow
 
-__all__ = ["NOTIFY_CHANNEL", "Claim", "LeaseLost", "Shieldable", "Store", "shielded"]
+__all__ = ["NOTIFY_CHANNEL", "Claim", "LeaseLost", "Store"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 NOTIFY_CHANNEL = "auton8n_events"  # payload: a job id whose log grew
 _CHANGED = "auton8n.changed_jobs"  # session.info key: job ids that got events
 _TENANT_LOCK_SPACE = 0x6A6F6273  # advisory-lock key space of per-tenant claims ("jobs")
-
-
-class Shieldable(Protocol):
-    """An object whose database calls are ``shielded``: it tracks them in ``_inflight``
-    and waits for them in its ``close()``."""
-
-    _inflight: set[asyncio.Future[Any]]
-
-
-def shielded(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Run the call in its own task and shield it from the caller's cancellation.
-
-    A job task is cancelled to kill its processes, and a watch stream when its client
-    goes away, wherever they happen to wait. A database call cut off mid-flight makes
-    SQLAlchemy terminate the connection, which with aiosqlite can leave a close that never
-    finishes; letting the (short) call complete keeps connections sane. The caller
-    still sees its CancelledError at once; Store.close() waits for calls in flight.
-    For methods of any ``Shieldable`` (the Store, the token store, shared rate buckets).
-    """
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        store: Shieldable = args[0]  # type: ignore[assignment]  # "self" of a method
-        task = asyncio.ensure_future(method(*args, **kwargs))
-        store._inflight.add(task)
-        task.add_done_callback(_settle)
-        task.add_done_callback(store._inflight.discard)
-        return await asyncio.shield(task)
-
-    return wrapper
-
-
-def _settle(task: asyncio.Future[Any]) -> None:
-    # Mark the outcome retrieved: a caller that was cancelled no longer awaits it.
-    if not task.cancelled():
-        task.exception()
 
 
 def _busy_tenants(limit: int) -> Any:
