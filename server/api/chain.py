@@ -8,7 +8,8 @@ call remains (grpc still resolves the handler), whatever the number of intercept
 
 Contract for the members: ``intercept_service`` returns the continuation's handler, a
 wrapper of it, or None (no such method), depending only on
-``handler_call_details.method`` and that handler.
+``handler_call_details.method`` and that handler (``server.api.handlers.MethodInterceptor``
+is that shape).
 
 ``invocation_metadata(context)`` is how wrappers read the call's metadata: grpc.aio
 builds a new tuple on every ``context.invocation_metadata()`` (~2 us each), while the
