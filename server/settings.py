@@ -12,11 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_CLAUDE_MODEL", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_CLAUDE_MODEL", "Settings", "SettingsError", "env_name"]
 
 # A current Claude model (not in the SDK's deprecation table); opaque to the service.
 DEFAULT_CLAUDE_MODEL = "claude-sonnet-5-5"
 ENV_PREFIX = "AUTON8N_"
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a Settings field: ``AUTON8N_<FIELD>``, except the
+    model providers' keys and URLs, which keep their SDKs' standard names."""
+    if setting.startswith(("anthropic_", "openai_")):
+        return setting.upper()
+    return ENV_PREFIX + setting.upper()
 
 
 class SettingsError(ValueError):
@@ -178,12 +186,9 @@ class Settings:
         """
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name.startswith(("anthropic_", "openai_")):  # the SDKs' standard names
-                raw = environ.get(f.name.upper())
-            else:
-                raw = environ.get(ENV_PREFIX + f.name.upper())
+            raw = environ.get(env_name(f.name))
             if raw is not None and raw != "":
-                values[f.name] = _parse(f, raw, ENV_PREFIX + f.name.upper())
+                values[f.name] = _parse(f, raw, env_name(f.name))
         for name, raw in (overrides or {}).items():
             if raw is None:
                 continue
