@@ -28,12 +28,7 @@ from server.domain.results import TokenUsage
 from server.generators.health import ModelHealth, ModelObserver
 from server.generators.model import ModelConfig, ModelGenerator
 from server.generators.model_common import Answer, Ask, Prompt, Tool, ToolCall
-from server.generators.retry import (
-    FailureKind,
-    ModelCallError,
-    failure_for_status,
-    parse_retry_after,
-)
+from server.generators.retry import sdk_failures
 
 if TYPE_CHECKING:
     import anthropic
@@ -47,6 +42,11 @@ def sdk() -> ModuleType:
     """The ``anthropic`` module, imported on first use (blocks: call it at start or in a
     thread, not on the event loop)."""
     return importlib.import_module("anthropic")
+
+
+def _status_text(exc: anthropic.APIStatusError) -> str:
+    kind = f" {exc.type}" if exc.type else ""
+    return f"HTTP {exc.status_code}{kind}: {exc.api_message or exc.message}"
 
 
 def deprecated_models() -> Mapping[str, str]:
@@ -114,32 +114,9 @@ class AnthropicAdapter:
         body = self.request(prompt, tool, max_tokens)
         # Building a client sets up TLS (~40 ms of blocking work): off the event loop.
         client = await asyncio.to_thread(self._client)  # the SDK is imported by now
-        anthropic = sdk()
-        try:
+        with sdk_failures(sdk(), self._timeout_s, _status_text):
             async with client:
                 message = await client.messages.create(**body)
-        except anthropic.APITimeoutError as exc:
-            raise ModelCallError(
-                f"timed out after {self._timeout_s:.0f}s",
-                kind=FailureKind.TRANSIENT,
-                outcome="timeout",
-            ) from exc
-        except anthropic.APIConnectionError as exc:
-            raise ModelCallError(
-                f"connection failed: {exc.message}", kind=FailureKind.TRANSIENT
-            ) from exc
-        except anthropic.APIStatusError as exc:
-            kind = f" {exc.type}" if exc.type else ""
-            text = f"HTTP {exc.status_code}{kind}: {exc.api_message or exc.message}"[:500]
-            raise failure_for_status(
-                exc.status_code, text, parse_retry_after(dict(exc.response.headers))
-            ) from exc
-        except anthropic.APIResponseValidationError as exc:
-            raise ModelCallError(
-                f"unexpected response: {exc.message}",
-                kind=FailureKind.TRANSIENT,
-                outcome="invalid",
-            ) from exc
         blocks = list(message.content)
         stop = message.stop_reason or ""
         if stop == "max_tokens" and blocks and blocks[-1].type == "tool_use":

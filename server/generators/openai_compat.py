@@ -24,12 +24,7 @@ from server.domain.results import TokenUsage
 from server.generators.health import ModelHealth, ModelObserver
 from server.generators.model import ModelConfig, ModelGenerator
 from server.generators.model_common import Answer, Ask, Prompt, Tool, ToolCall
-from server.generators.retry import (
-    FailureKind,
-    ModelCallError,
-    failure_for_status,
-    parse_retry_after,
-)
+from server.generators.retry import FailureKind, ModelCallError, sdk_failures
 
 if TYPE_CHECKING:
     import openai
@@ -44,6 +39,10 @@ def sdk() -> ModuleType:
     """The ``openai`` module, imported on first use (blocks: call it at start or in a
     thread, not on the event loop)."""
     return importlib.import_module("openai")
+
+
+def _status_text(exc: openai.APIStatusError) -> str:
+    return f"HTTP {exc.status_code}: {exc.message}"
 
 
 class OpenAIAdapter:
@@ -113,31 +112,9 @@ class OpenAIAdapter:
         body = self.request(prompt, tool, max_tokens)
         # Building a client sets up TLS (~40 ms of blocking work): off the event loop.
         client = await asyncio.to_thread(self._client)  # the SDK is imported by now
-        openai = sdk()
-        try:
+        with sdk_failures(sdk(), self._timeout_s, _status_text):
             async with client:
                 completion = await client.chat.completions.create(**body)
-        except openai.APITimeoutError as exc:
-            raise ModelCallError(
-                f"timed out after {self._timeout_s:.0f}s",
-                kind=FailureKind.TRANSIENT,
-                outcome="timeout",
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise ModelCallError(
-                f"connection failed: {exc.message}", kind=FailureKind.TRANSIENT
-            ) from exc
-        except openai.APIStatusError as exc:
-            text = f"HTTP {exc.status_code}: {exc.message}"[:500]
-            raise failure_for_status(
-                exc.status_code, text, parse_retry_after(dict(exc.response.headers))
-            ) from exc
-        except openai.APIResponseValidationError as exc:
-            raise ModelCallError(
-                f"unexpected response: {exc.message}",
-                kind=FailureKind.TRANSIENT,
-                outcome="invalid",
-            ) from exc
         if not completion.choices:
             raise ModelCallError(
                 "the response had no choices", kind=FailureKind.TRANSIENT, outcome="invalid"

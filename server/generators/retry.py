@@ -14,14 +14,16 @@ as ``RetriesExhausted``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from enum import Enum
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
 __all__ = [
     "FailureKind",
@@ -31,6 +33,7 @@ __all__ = [
     "RetryBudget",
     "failure_for_status",
     "parse_retry_after",
+    "sdk_failures",
 ]
 
 _T = TypeVar("_T")
@@ -172,6 +175,32 @@ def failure_for_status(status: int, text: str, retry_after_s: float | None) -> M
     if status == 404:
         return ModelCallError(text, kind=FailureKind.NOT_FOUND, status=status)
     return ModelCallError(text, kind=FailureKind.REJECTED, status=status)
+
+
+@contextlib.contextmanager
+def sdk_failures(
+    sdk: ModuleType, timeout_s: float, status_text: Callable[[Any], str]
+) -> Iterator[None]:
+    """The model SDK's exceptions as ModelCallError. ``anthropic`` and ``openai`` are
+    generated from one template and share the hierarchy; ``status_text`` describes an
+    APIStatusError in the provider's words."""
+    try:
+        yield
+    except sdk.APITimeoutError as exc:  # before APIConnectionError: it is one
+        raise ModelCallError(
+            f"timed out after {timeout_s:.0f}s", kind=FailureKind.TRANSIENT, outcome="timeout"
+        ) from exc
+    except sdk.APIConnectionError as exc:
+        raise ModelCallError(
+            f"connection failed: {exc.message}", kind=FailureKind.TRANSIENT
+        ) from exc
+    except sdk.APIStatusError as exc:
+        retry_after_s = parse_retry_after(dict(exc.response.headers))
+        raise failure_for_status(exc.status_code, status_text(exc)[:500], retry_after_s) from exc
+    except sdk.APIResponseValidationError as exc:
+        raise ModelCallError(
+            f"unexpected response: {exc.message}", kind=FailureKind.TRANSIENT, outcome="invalid"
+        ) from exc
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
