@@ -35,6 +35,7 @@ __all__ = [
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _VERSION_TABLE = "alembic_version"
+_MIGRATION_LOCK = 0x61386E6D  # PostgreSQL advisory-lock key of schema changes ("a8nm")
 
 
 class SchemaTooNew(RuntimeError):
@@ -114,6 +115,10 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Replicas start together: one changes the schema while the others wait here
+        # (until its commit), then find it at head. SQLite: BEGIN IMMEDIATE serializes.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
     heads = script_heads()
     if _stored(connection) == heads:
         return  # at head already: nothing for Alembic to do

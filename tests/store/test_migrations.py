@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -161,3 +162,23 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "ma
         timeout=60,
     )
     assert json.loads(out.stdout) == []
+
+
+async def test_replicas_starting_together_on_a_new_database(database_url: str) -> None:
+    # Every replica migrates at start; three at once on an empty database, or on one
+    # behind head, must all come up (one changes the schema, the others find it at head).
+    # Without the migration lock PostgreSQL failed them (duplicate type) or hung.
+    engines = [create_engine(database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate(engine) for engine in engines))
+        assert await current_revision(engines[0]) == head_revision()
+        async with engines[0].begin() as conn:  # now behind head: Alembic's path
+            await conn.execute(text("DROP TABLE api_tokens"))
+            await conn.execute(text("DROP TABLE rate_buckets"))
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        await asyncio.gather(*(migrate(engine) for engine in engines))
+        assert await current_revision(engines[0]) == head_revision()
+        async with engines[0].connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await asyncio.gather(*(engine.dispose() for engine in engines))
