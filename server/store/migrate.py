@@ -89,7 +89,9 @@ def _stored(connection: Connection) -> set[str]:
 
 
 def _create_at_head(connection: Connection, head: str) -> None:
-    """A new database: the tables as the metadata defines them, stamped at ``head``."""
+    """A new database: the tables as the metadata defines them, stamped at ``head``.
+    What a script does beyond the metadata (0002's UNLOGGED) is repeated here;
+    tests/store/test_migrations.py builds the schema both ways and compares them."""
     metadata.create_all(connection)
     if connection.dialect.name == "postgresql":
         connection.execute(text("ALTER TABLE rate_buckets SET UNLOGGED"))  # as 0002 does
