@@ -186,7 +186,7 @@ async def _serve() -> None:
     app = App(settings, generators=_registry(Path(gate)) if gate else None)
     report = os.environ.get("AUTON8N_BENCH_LOOP_REPORT")
     stop = stop_on_signals()
-    async with serving(app) as port:  # as server.app.run serves
+    async with serving(app, stop) as port:  # as server.app.run serves
         probe = LoopProbe() if report else None
         if probe is not None:
             probe.start(debug=os.environ.get("AUTON8N_BENCH_ASYNCIO_DEBUG") == "1")

@@ -54,14 +54,18 @@ from server.settings import Settings
 from server.store.engine import create_engine
 from server.store.listener import PgListener
 from server.store.maintenance import remove_stale_workspaces, run_retention
-from server.store.migrate import migrate
+from server.store.migrate import migrate_when_reachable
 from server.store.repository import Store
 from server.worker import Worker
 
-__all__ = ["App", "freeze_heap", "run", "serving", "stop_on_signals"]
+__all__ = ["App", "StartInterrupted", "freeze_heap", "run", "serving", "stop_on_signals"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PluginService"].full_name
 MODEL_HEALTH_SERVICE = f"{SERVICE_NAME}.model"  # NOT_SERVING while a provider is degraded
+
+
+class StartInterrupted(Exception):
+    """A stop request (SIGTERM, SIGINT) arrived while the server waited for its database."""
 
 
 class App:
@@ -111,12 +115,14 @@ class App:
         )
         return None
 
-    async def start(self) -> int:
-        """Build everything, start serving; returns the bound gRPC port."""
+    async def start(self, stop: asyncio.Event | None = None) -> int:
+        """Build everything, start serving; returns the bound gRPC port. ``stop`` set
+        while the database is waited for raises StartInterrupted (stop() still due)."""
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(s.resolved_database_url)
-        await migrate(self._engine)
+        if not await migrate_when_reachable(self._engine, wait_s=s.database_wait_s, stop=stop):
+            raise StartInterrupted("stopped while waiting for the database")
         hub = EventHub()
         store = self._store = Store(self._engine, on_events=hub.notify)
         tokens = self.tokens = TokenStore(self._engine, cache_s=s.auth_cache_s)
@@ -359,10 +365,11 @@ def stop_on_signals() -> asyncio.Event:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: App) -> AsyncIterator[int]:
-    """``app`` started (its heap frozen) for the block, then stopped; yields the port."""
+async def serving(app: App, stop: asyncio.Event | None = None) -> AsyncIterator[int]:
+    """``app`` started (its heap frozen) for the block, then stopped; yields the port.
+    ``stop``: see App.start."""
     try:
-        port = await app.start()
+        port = await app.start(stop)
         freeze_heap()
         yield port
     finally:
@@ -373,12 +380,15 @@ async def run(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     configure_logging(settings.log_level, settings.log_format)
     stop = stop_on_signals()
-    async with serving(App(settings)) as port:
-        host = settings.listen_address.rsplit(":", 1)[0]
-        # One stable line on stdout: scripts and tests read the bound port from it.
-        print(f"auton8n listening on {host}:{port}", flush=True)
-        await stop.wait()
-        logger.info("signal received; shutting down")
+    try:
+        async with serving(App(settings), stop) as port:
+            host = settings.listen_address.rsplit(":", 1)[0]
+            # One stable line on stdout: scripts and tests read the bound port from it.
+            print(f"auton8n listening on {host}:{port}", flush=True)
+            await stop.wait()
+            logger.info("signal received; shutting down")
+    except StartInterrupted as interrupted:
+        logger.info("signal received; {}", interrupted)
 
 
 def main() -> None:

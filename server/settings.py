@@ -38,6 +38,9 @@ class Settings:
     data_dir: Path = Path("./data")
     # Empty means SQLite (WAL) at <data_dir>/auton8n.db.
     database_url: str = ""
+    # PostgreSQL: seconds the server waits at start for a database that does not answer
+    # yet (it often starts after us), retrying; 0 fails at once. SQLite never waits.
+    database_wait_s: float = 60.0
     listen_address: str = "127.0.0.1:50051"
     metrics_address: str = "127.0.0.1:9464"
     # Default generator/model for jobs that name none: "template" (offline) or a model id.
@@ -233,6 +236,8 @@ class Settings:
             )
         if self.retention_days < 0:
             raise SettingsError(f"{ENV_PREFIX}RETENTION_DAYS must be 0 (keep forever) or more")
+        if self.database_wait_s < 0:
+            raise SettingsError(f"{ENV_PREFIX}DATABASE_WAIT_S must be 0 (no wait) or more")
         if self.log_format not in ("json", "text", "auto"):
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be json, text or auto")
         self._check_security()

@@ -21,8 +21,6 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from loguru import logger
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from server.api.handlers import HANDLER_KINDS, MethodInterceptor, rewrap
 from server.errors import (
@@ -34,6 +32,7 @@ from server.errors import (
     Unavailable,
 )
 from server.logs import bound_request_id
+from server.store.engine import database_unreachable, first_line
 
 __all__ = [
     "REQUEST_ID_KEY",
@@ -143,19 +142,12 @@ def _internal(method: str) -> ServiceError:
     return ServiceError("internal error; see the server log")
 
 
-def _database_unreachable(exc: Exception) -> bool:
-    """Connection refused or lost, pool exhausted, SQLite file unusable or locked."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
 def _unexpected(method: str, exc: Exception) -> ServiceError:
     """An exception no layer mapped: UNAVAILABLE when the database is unreachable (the
     call may be retried; health readiness turns NOT_SERVING too), else INTERNAL."""
-    if _database_unreachable(exc):
-        first = (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
-        logger.warning("database unreachable in {}: {}: {}", method, type(exc).__name__, first)
+    if database_unreachable(exc):
+        why = first_line(exc)
+        logger.warning("database unreachable in {}: {}: {}", method, type(exc).__name__, why)
         return Unavailable("the database is unreachable; retry", reason="DATABASE_UNAVAILABLE")
     return _internal(method)
 

@@ -7,9 +7,23 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "is_sqlite"]
+__all__ = ["create_engine", "database_unreachable", "first_line", "is_sqlite"]
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Connection refused or lost, pool exhausted, SQLite file unusable or locked."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own message, first line (SQLAlchemy appends SQL and a link)."""
+    return (str(exc.orig if isinstance(exc, DBAPIError) else exc).splitlines() or [""])[0]
 
 
 def is_sqlite(url: str) -> bool:

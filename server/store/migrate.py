@@ -12,13 +12,16 @@ only to upgrade a database from an older revision.
 from __future__ import annotations
 
 import ast
+import asyncio
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loguru import logger
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.store.engine import database_unreachable, first_line
 from server.store.tables import metadata
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ __all__ = [
     "current_revision",
     "head_revision",
     "migrate",
+    "migrate_when_reachable",
     "script_heads",
 ]
 
@@ -146,3 +150,43 @@ async def migrate(engine: AsyncEngine) -> None:
     """Upgrade the schema to head (idempotent); SchemaTooNew for an unknown revision."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+async def migrate_when_reachable(
+    engine: AsyncEngine, *, wait_s: float, stop: asyncio.Event | None = None
+) -> bool:
+    """``migrate`` at start-up. A PostgreSQL that does not answer yet (it often starts
+    after the server) is retried for ``wait_s`` seconds with backoff, each failure
+    logged; then its error is raised. SQLite fails at once. False when ``stop`` was set
+    while waiting (nothing migrated)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    pause = 0.5
+    while True:
+        try:
+            await migrate(engine)
+            return True
+        except Exception as exc:
+            left = deadline - loop.time()
+            if engine.dialect.name != "postgresql" or not database_unreachable(exc) or left <= 0:
+                raise
+            logger.warning(
+                "database unreachable at start: {}; retrying for {:.0f} s more",
+                first_line(exc),
+                left,
+            )
+        if await _stopped_within(stop, min(pause, left)):
+            return False
+        pause = min(pause * 2, 5.0)
+
+
+async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True

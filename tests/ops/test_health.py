@@ -18,9 +18,10 @@ import pytest
 from auton8n.v1 import plugin_service_pb2 as pb
 from auton8n.v1 import plugin_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy.exc import OperationalError
 
 from server import healthprobe
-from server.app import App
+from server.app import App, StartInterrupted, serving
 from server.health_monitor import CheckFailed, HealthMonitor, Warmup, database_check
 from server.store.engine import create_engine
 from server.store.migrate import migrate
@@ -190,6 +191,51 @@ async def test_postgres_refusing_connections(
     await admin_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     await assert_everything_says(app, "SERVING")
     assert (await list_jobs(app)).jobs == []
+
+
+async def test_a_server_waits_for_a_postgresql_that_starts_after_it(
+    start_app: StartApp, own_cluster: RestartableCluster
+) -> None:
+    database_url = own_cluster.create_database()
+    await asyncio.to_thread(own_cluster.halt)
+    starting = asyncio.create_task(start_app(database_url=database_url, database_wait_s=60))
+    await asyncio.sleep(2)
+    assert not starting.done()  # retrying, not failed
+    await asyncio.to_thread(own_cluster.resume)
+    app = await asyncio.wait_for(starting, 60)
+    await assert_everything_says(app, "SERVING")
+    assert (await list_jobs(app)).jobs == []
+
+
+async def test_the_wait_for_the_database_is_bounded_and_stoppable(
+    start_app: StartApp, own_cluster: RestartableCluster, tmp_path: Path
+) -> None:
+    database_url = own_cluster.create_database()
+    await asyncio.to_thread(own_cluster.halt)
+    loop = asyncio.get_running_loop()
+
+    async def seconds_to_fail(**overrides: Any) -> float:
+        started = loop.time()
+        with pytest.raises(OperationalError):
+            await start_app(**overrides)
+        return loop.time() - started
+
+    assert 1.5 <= await seconds_to_fail(database_url=database_url, database_wait_s=1.5) < 20
+    assert await seconds_to_fail(database_url=database_url, database_wait_s=0) < 5
+    # SQLite is a local file: nothing to wait for (here a folder, not a file).
+    unusable = f"sqlite+aiosqlite:///{tmp_path}"
+    assert await seconds_to_fail(database_url=unusable, database_wait_s=60) < 5
+
+    # SIGTERM while waiting: the server stops at once instead of after the wait.
+    app = App(test_settings(tmp_path, database_url=database_url, database_wait_s=60))
+    stop = asyncio.Event()
+    loop.call_later(1.0, stop.set)
+    started = loop.time()
+    with pytest.raises(StartInterrupted):
+        async with serving(app, stop):
+            pytest.fail("started without a database")
+    assert loop.time() - started < 10
+    await asyncio.to_thread(own_cluster.resume)  # the fixture stops it
 
 
 async def test_sqlite_database_folder_disappears_and_returns(
