@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,15 @@ def create_engine(url: str) -> AsyncEngine:
         # Let SQLAlchemy, not the driver, emit BEGIN (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            # A new file is not yet WAL while another connection holds its first write
+            # transaction; switching then fails at once (SQLite's deadlock rule, no busy
+            # wait). That connection switched it already: the mode is recorded in the
+            # file, which this connection reads at its first transaction.
+            if "locked" not in str(exc):
+                raise
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
