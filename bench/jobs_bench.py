@@ -200,17 +200,25 @@ async def _bare(base: Path, concurrency: int, n: int) -> dict[str, Any]:
         host=HostRunner(limits),
         spec=PluginSpec.from_json(json.loads(spec_json())),
     )
-    await bench.check(await bench.ready("bare-warm"), sandboxed=False)  # the OS caches
-    spaces = [await bench.ready(f"bare-c{concurrency}") for _ in range(n)]
+    made: list[Path] = []  # ~1 MB each, removed at the end (the logs next to them stay)
+    spaces: list[Path] = []
     runs: list[float] = []
 
     async def worker() -> None:
         while spaces:
             runs.append((await bench.check(spaces.pop(), sandboxed=False))["total"])
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    try:
+        made.append(await bench.ready("bare-warm"))
+        await bench.check(made[0], sandboxed=False)  # the OS caches
+        spaces += [await bench.ready(f"bare-c{concurrency}") for _ in range(n)]
+        made += spaces
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        for workspace in made:
+            await asyncio.to_thread(shutil.rmtree, workspace, True)
     return {
         "runs": n,
         "elapsed_s": elapsed,

@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -190,6 +191,7 @@ async def _serve(database_url: str) -> None:
         for s in servers:
             await s.stop(0)
         await app.stop(1.0)
+        await asyncio.to_thread(shutil.rmtree, data, True)
 
 
 # --- the load process -----------------------------------------------------------------------
