@@ -141,6 +141,7 @@ class App:
             timeout_s=s.command_timeout_s,
             output_limit_bytes=s.output_limit_bytes,
             node_heap_mb=s.sandbox_node_heap_mb,
+            max_data_bytes=s.sandbox_max_memory_bytes,
             max_processes=s.sandbox_max_processes,
             max_file_size_bytes=s.sandbox_max_file_bytes,
         )

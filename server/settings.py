@@ -83,7 +83,10 @@ class Settings:
     allow_unsandboxed: bool = False
     # Shared npm toolchain cache; empty means <data_dir>/toolchain.
     toolchain_dir: str = ""
-    sandbox_node_heap_mb: int = 512
+    # Memory per sandboxed process (RLIMIT_DATA: heap, buffers, native); an optional V8
+    # heap cap on top (0: none; it slows every Node start, see SandboxLimits).
+    sandbox_max_memory_bytes: int = 1024 * 1024 * 1024
+    sandbox_node_heap_mb: int = 0
     sandbox_max_processes: int = 256
     sandbox_max_file_bytes: int = 100_000_000
 
@@ -222,6 +225,7 @@ class Settings:
             "retention_interval_s",
             "health_check_interval_s",
             "health_check_timeout_s",
+            "sandbox_max_memory_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -81,7 +81,13 @@ class SandboxLimits:
     max_file_size_bytes: int = 64 * 1024 * 1024  # RLIMIT_FSIZE
     max_open_files: int = 4096  # RLIMIT_NOFILE
     cpu_seconds: int = 300  # RLIMIT_CPU, per process
-    node_heap_mb: int = 512  # V8 --max-old-space-size (RLIMIT_AS breaks vitest/tsc)
+    # RLIMIT_DATA: a process's private writable memory (V8 heap, buffers, Wasm, native).
+    # Not RLIMIT_AS: V8 and Go reserve far more address space than they use.
+    max_data_bytes: int = 1024 * 1024 * 1024
+    # V8 --max-old-space-size in NODE_OPTIONS; 0: none. Any V8 flag there costs every Node
+    # process ~8 ms at start and tsc/vitest 4-7% CPU (BENCHMARKS.md), and bounds only the
+    # JS heap, so max_data_bytes is the memory bound.
+    node_heap_mb: int = 0
     tmp_size_bytes: int = 256 * 1024 * 1024  # the sandbox's /tmp (a tmpfs, i.e. memory)
     kill_grace_s: float = 0.5  # between SIGTERM and SIGKILL: build tools need no long goodbye
 
@@ -270,7 +276,7 @@ _FIXED_ENV = dict(TMPDIR="/tmp", LANG="C.UTF-8", TZ="UTC", TERM="dumb", NO_COLOR
 def base_env(*, path: Sequence[str], home: str, limits: SandboxLimits | None) -> dict[str, str]:
     """The whole environment of a command before the caller's extras (no host variable)."""
     env = {"PATH": ":".join(dict.fromkeys(path)), "HOME": home, **_FIXED_ENV}
-    if limits is not None:
+    if limits is not None and limits.node_heap_mb > 0:
         env["NODE_OPTIONS"] = f"--max-old-space-size={limits.node_heap_mb}"
     return env
 
@@ -280,6 +286,7 @@ def prlimit_prefix(limits: SandboxLimits, prlimit: str) -> list[str]:
     return [
         prlimit,
         *f"--nproc={limits.max_processes} --fsize={limits.max_file_size_bytes}".split(),
+        f"--data={limits.max_data_bytes}",  # bytes: prlimit reads "1G" as something else
         *f"--nofile={limits.max_open_files} --cpu={limits.cpu_seconds} --core=0 --".split(),
     ]
 

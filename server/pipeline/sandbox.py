@@ -164,7 +164,7 @@ class BubblewrapRunner:
         ]
         full_env = base_env(path=path, home="/tmp", limits=self.limits)
         caller = checked_env(env)
-        if "NODE_OPTIONS" in caller:
+        if "NODE_OPTIONS" in caller and "NODE_OPTIONS" in full_env:
             caller["NODE_OPTIONS"] = f"{full_env['NODE_OPTIONS']} {caller['NODE_OPTIONS']}"
         full_env.update(caller)
         for key, value in sorted(full_env.items()):

@@ -89,7 +89,7 @@ async def test_server_secrets_are_invisible(
     env = json.loads(result.output)
     assert SECRET not in result.output and "ANTHROPIC_API_KEY" not in env
     assert env["NO_COLOR"] == "1" and env["CI"] == "true" and env["HOME"] == "/tmp"
-    assert env["NODE_OPTIONS"] == "--max-old-space-size=512"
+    assert "NODE_OPTIONS" not in env  # no V8 flag by default: the memory bound is an rlimit
     assert env["PATH"].startswith(f"{workspace}/node_modules/.bin:{toolchain}/node_modules/.bin")
     # Nor in any process of the sandbox (bwrap itself starts with a minimal env).
     every = await runner.run(["sh", "-c", "cat /proc/[0-9]*/environ"], cwd=workspace)
@@ -159,7 +159,9 @@ async def test_no_network_even_to_host_loopback(dirs: tuple[Path, Path]) -> None
 
 async def test_no_capabilities_and_rlimits_applied(dirs: tuple[Path, Path]) -> None:
     toolchain, workspace = dirs
-    limits = SandboxLimits(max_processes=64, max_open_files=512, cpu_seconds=30)
+    limits = SandboxLimits(
+        max_processes=64, max_open_files=512, cpu_seconds=30, max_data_bytes=300 * 2**20
+    )
     script = "grep CapEff /proc/self/status; cat /proc/self/limits"
     result = await BubblewrapRunner(toolchain, limits).run(["sh", "-c", script], cwd=workspace)
     assert "CapEff:\t0000000000000000" in result.output
@@ -169,7 +171,40 @@ async def test_no_capabilities_and_rlimits_applied(dirs: tuple[Path, Path]) -> N
     assert rows["Max cpu time"] == ["30", "30"]
     assert rows["Max core file size"] == ["0", "0"]
     assert rows["Max file size"] == [str(limits.max_file_size_bytes)] * 2
+    assert rows["Max data size"] == [str(300 * 2**20)] * 2
     assert rows["Max address space"] == ["unlimited", "unlimited"]  # RLIMIT_AS breaks V8
+
+
+@pytest.mark.parametrize(
+    "allocate",
+    [
+        "keep.push(new Array(2 ** 17).fill(1))",  # 1 MB a step of JS heap
+        "keep.push(Buffer.alloc(2 ** 24, 1))",  # 16 MB a step outside it (a V8 heap cap
+    ],  # lets this one reach gigabytes)
+)
+async def test_memory_is_bounded_on_and_off_the_js_heap(
+    dirs: tuple[Path, Path], allocate: str
+) -> None:
+    toolchain, workspace = dirs
+    limits = SandboxLimits(max_data_bytes=512 * 2**20, timeout_s=60)
+    script = (
+        "const keep = []; for (let i = 0; ; i++) { "
+        f"{allocate}; if (i % 64 === 0) console.log(process.memoryUsage().rss >> 20); "
+        "if (process.memoryUsage().rss > 2 ** 31) { console.log('escaped'); break; } }"
+    )
+    result = await node(BubblewrapRunner(toolchain, limits), workspace, script)
+    assert not result.ok and not result.timed_out, result.output
+    assert "escaped" not in result.output
+    sizes = [int(line) for line in result.output.split() if line.isdigit()]
+    assert sizes and max(sizes) < 600, sizes  # MB of RSS, never much past the limit
+    # Configured, the V8 flag is still passed on (and a caller's NODE_OPTIONS kept).
+    runner = BubblewrapRunner(toolchain, SandboxLimits(node_heap_mb=256))
+    flags = await runner.run(
+        ["node", "-e", "console.log(process.env.NODE_OPTIONS)"],
+        cwd=workspace,
+        env={"NODE_OPTIONS": "--no-warnings"},
+    )
+    assert flags.output.strip() == "--max-old-space-size=256 --no-warnings"
 
 
 async def test_never_runs_as_host_root(dirs: tuple[Path, Path]) -> None:
