@@ -3,7 +3,8 @@
 ``BubblewrapRunner``: no network, no capabilities, own user/pid/ipc/uts/cgroup
 namespaces, ``/usr`` and a few ``/etc`` files read-only, a read-only root, a size-capped
 private ``/tmp``, the toolchain read-only at its own path, only the workspace writable;
-rlimits via ``prlimit`` inside the sandbox (no preexec_fn). The pid namespace means
+rlimits (processes, CPU, file size, open files, memory) via
+``prlimit`` inside the sandbox (no preexec_fn). The pid namespace means
 killing bwrap kills every process of the command, setsid'd grandchildren included. The
 kernel never applies RLIMIT_NPROC to host uid 0, not even inside a user namespace, so a
 root server runs sandboxes as nobody (see __init__). The environment, process group,

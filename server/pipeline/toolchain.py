@@ -20,6 +20,7 @@ through the links (verified with the toolchain read-only inside bubblewrap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -295,10 +296,15 @@ class Toolchain:
         if target.is_symlink():
             raise ToolchainError(f"{target} is a symlink")
         target.mkdir(exist_ok=True)
-        for entry in entries:
-            link = target / entry
-            if not link.is_symlink() and not link.exists():
-                os.symlink(self.node_modules / entry, link)
+        # Relative to the open folder: one syscall a link, no path walk or stat (the
+        # ~180 links were most of a job's setup).
+        folder = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for entry in entries:
+                with contextlib.suppress(FileExistsError):  # linked already (a resumed job)
+                    os.symlink(self.node_modules / entry, entry, dir_fd=folder)
+        finally:
+            os.close(folder)
 
     async def install_extra(
         self, workspace: Path, dependencies: Mapping[str, str], runner: CommandRunner

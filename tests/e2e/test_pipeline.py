@@ -23,7 +23,7 @@ from server.generators.template import TemplateGenerator, expected_exports
 from server.pipeline.pipeline import Pipeline, PipelineOutcome
 from server.pipeline.process import CommandResult, HostRunner, SandboxLimits
 from server.pipeline.sandbox import BubblewrapRunner
-from server.pipeline.toolchain import Toolchain
+from server.pipeline.toolchain import Toolchain, ToolchainError
 from tests.conftest import TOOLCHAIN_DIR
 
 pytestmark = pytest.mark.e2e
@@ -484,3 +484,16 @@ async def test_link_farm_is_real_directory_of_links(
     assert {"@elizaos", "typescript", "vitest", ".bin"} <= set(entries)
     assert all((node_modules / e).is_symlink() for e in entries)
     assert (node_modules / "@elizaos").resolve() == toolchain.node_modules / "@elizaos"
+    # Again on the same workspace (a resumed job): what is there stays, the rest is added.
+    (node_modules / "typescript").unlink()
+    (node_modules / "extra-dep").symlink_to(workspace)  # e.g. an extra dependency's link
+    await toolchain.link_into(workspace)
+    assert set(os.listdir(node_modules)) == {*entries, "extra-dep"}
+    assert (node_modules / "typescript").resolve() == toolchain.node_modules / "typescript"
+    assert (node_modules / "extra-dep").resolve() == workspace.resolve()
+    # A node_modules that is a link itself is refused, never followed.
+    other = workspace_root / "other"
+    other.mkdir()
+    (other / "node_modules").symlink_to(workspace_root)
+    with pytest.raises(ToolchainError):
+        await toolchain.link_into(other)
