@@ -356,8 +356,8 @@ def freeze_heap() -> None:
 
 
 def stop_on_signals() -> asyncio.Event:
-    """An event that SIGTERM or SIGINT sets (installed now: a signal during start-up
-    stops the server once it is up, instead of killing it half-started)."""
+    """An event that SIGTERM or SIGINT sets (installed now: a signal during start-up ends
+    a wait for the database, or stops the server once it is up, never half-started)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

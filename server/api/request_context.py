@@ -41,7 +41,7 @@ from server.api.interceptors import REQUEST_ID_KEY
 from server.api.metrics_interceptor import call_status
 from server.logs import bind_request, debug_enabled, unbind_request
 
-__all__ = ["REQUEST_ID_KEY", "RequestContextInterceptor", "RequestIds"]
+__all__ = ["RequestContextInterceptor", "RequestIds"]
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=-]{1,128}")
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
